@@ -1,0 +1,206 @@
+"""File-level API: which outputs a run writes, and restoring files one by one.
+
+This is what the CLI calls and what library users import. Per-file problems become a failed
+FileResult (the batch goes on); bad settings raise SettingsError before any work starts.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from lnca_cli.engine import DeviceError, precision, resolve_device, restore_tensor
+from lnca_cli.hub import TASKS, WeightsError, load_model
+from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, encode_image, format_for_extension, read_image, write_image
+from lnca_cli.model import LNCA, halo_cells
+
+STDIO = "-"
+MAX_STEPS = 10_000
+
+
+class SettingsError(Exception):
+    """Bad usage or settings, found before any file is touched (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and where its output goes; either may be '-' (stdin/stdout)."""
+
+    source: str
+    target: str
+    format: str | None = None  # image format for stdout; files take theirs from the extension
+
+
+@dataclass
+class RestoreSettings:
+    steps: int | None = None  # None: the model's default
+    device: str = "auto"
+    tile: int | str = "auto"  # core side in pixels, 0 for none
+    half: bool = False
+    seed: int = 0
+    quality: int = 95  # JPEG/WebP quality
+    overwrite: bool = False
+
+
+@dataclass
+class FileResult:
+    input: str
+    output: str
+    status: str  # done | skipped | failed
+    seconds: float = 0.0
+    size: list[int] = field(default_factory=list)  # [width, height]
+    error: str = ""
+
+
+# ---------------------------------------------------------------- planning outputs
+
+
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    """Image files in a folder (and below, if recursive); symlink loops are not followed."""
+    pattern = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in pattern if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+
+
+def _output_name(source: Path, task: str, suffix: str | None, ext: str | None) -> str:
+    extension = source.suffix if ext is None else "." + ext.lower().lstrip(".")
+    return f"{source.stem}_{suffix if suffix is not None else task}{extension}"
+
+
+def _looks_like_file(output: str) -> bool:
+    path = Path(output)
+    return output == STDIO or (not path.is_dir() and path.suffix.lower() in SUPPORTED_EXTENSIONS)
+
+
+def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix: str | None = None,
+              ext: str | None = None, recursive: bool = False) -> list[Job]:
+    """Map inputs (files, folders, '-') to outputs: `<stem>_<suffix>.<ext>` beside the input, or in
+    the output folder mirroring sub-folders; `output` may also name one file or '-' for stdout."""
+    ext_format = _check_format("." + ext.lstrip(".")) if ext else None
+    sources: list[tuple[str, Path | None]] = []  # (input, folder it was found under)
+    for raw in paths:
+        path = Path(raw)
+        if raw == STDIO:
+            sources.append((STDIO, None))
+        elif path.is_dir():
+            sources.extend((str(p), path) for p in _images_in(path, recursive))
+        else:
+            sources.append((raw, None))  # a missing or unreadable file fails on its own, later
+    if not sources:
+        raise SettingsError("no input images found" + ("" if recursive else " (use --recursive for sub-folders)"))
+    if output is not None and _looks_like_file(output):
+        if len(sources) > 1:
+            raise SettingsError(f"-o {output} names one file, but there are {len(sources)} inputs; give a folder")
+        return [Job(sources[0][0], output, ext_format if output == STDIO else None)]
+    jobs = []
+    for source, root in sources:
+        if source == STDIO:
+            jobs.append(Job(STDIO, STDIO, ext_format))
+            continue
+        name = _output_name(Path(source), task, suffix, ext)
+        if output is None:
+            target = Path(source).with_name(name)
+        else:
+            relative = Path(source).parent.relative_to(root) if root else Path()
+            target = Path(output) / relative / name
+        jobs.append(Job(source, str(target)))
+    return _without_own_outputs(jobs, {str(p) for p, root in sources if root is not None})
+
+
+def _without_own_outputs(jobs: list[Job], found_in_folders: set[str]) -> list[Job]:
+    """Drop files found in a folder that are this run's own outputs (from an earlier run)."""
+    targets = {Path(job.target).resolve() for job in jobs if job.target != STDIO}
+    return [job for job in jobs if job.source not in found_in_folders or Path(job.source).resolve() not in targets]
+
+
+def _check_format(extension: str) -> str:
+    try:
+        return format_for_extension(extension)
+    except ImageError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- settings
+
+
+def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNCA:
+    """Check every setting and load the model before any file is touched."""
+    if task not in TASKS:
+        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    if settings.steps is not None and not 1 <= settings.steps <= MAX_STEPS:
+        raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
+    if not 1 <= settings.quality <= 100:
+        raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
+    try:
+        precision(resolve_device(settings.device), settings.half)
+        model = load_model(model_name, task)
+    except (DeviceError, WeightsError) as exc:
+        raise SettingsError(str(exc)) from None
+    steps = settings.steps or model.config.steps
+    halo_px = halo_cells(steps) * model.config.downsample
+    if settings.tile != "auto" and int(settings.tile) < 0:
+        raise SettingsError(f"--tile must be 0 (no tiling), auto, or a number of pixels; got {settings.tile}")
+    if settings.tile != "auto" and 0 < int(settings.tile) < halo_px:
+        raise SettingsError(f"--tile {settings.tile} is smaller than the halo ({halo_px} px at {steps} steps); "
+                            f"use at least {halo_px}, or 0 for no tiling")
+    return model
+
+
+# ---------------------------------------------------------------- restoring
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str] = frozenset(),
+                 on_tile: Callable[[int, int], None] | None = None) -> FileResult:
+    """Restore one file; never raises for a bad file, never writes over an input or (unless
+    overwrite) an existing file."""
+    result = FileResult(job.source, job.target, "done")
+    started = time.perf_counter()
+    try:
+        if job.target != STDIO:
+            if any(_same_file(job.target, p) for p in input_paths | {job.source} if p != STDIO):
+                raise ImageError(f"{job.target}: output would overwrite an input file; choose another -o or --suffix")
+            if Path(job.target).exists() and not settings.overwrite:
+                result.status = "skipped"
+                return result
+        source = sys.stdin.buffer.read() if job.source == STDIO else job.source
+        pixels, meta = read_image(source)
+        result.size = [pixels.shape[-1], pixels.shape[-2]]
+        restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
+                                  half=settings.half, seed=settings.seed, on_tile=on_tile)
+        if job.target == STDIO:
+            fmt = job.format or meta.format or "PNG"
+            sys.stdout.buffer.write(encode_image(restored, meta, format=fmt, quality=settings.quality))
+            sys.stdout.buffer.flush()
+        else:
+            Path(job.target).parent.mkdir(parents=True, exist_ok=True)
+            write_image(job.target, restored, meta, quality=settings.quality)
+    except (ImageError, OSError, ValueError, RuntimeError) as exc:
+        result.status, result.error = "failed", _one_line(exc, job.source)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _one_line(exc: BaseException, source: str) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename or source}: {exc.strerror}"
+    return text if source in text or isinstance(exc, ImageError) else f"{source}: {text}"
+
+
+def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
+                  on_result: Callable[[FileResult], None] | None = None,
+                  on_tile: Callable[[int, int], None] | None = None) -> list[FileResult]:
+    """Restore every job in turn; one failure never stops the batch."""
+    inputs = frozenset(job.source for job in jobs)
+    results = []
+    for job in jobs:
+        result = restore_file(job, model, settings, inputs, on_tile)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

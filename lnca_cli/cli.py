@@ -1,0 +1,210 @@
+"""The `lnca` command: a thin Typer + Rich layer over lnca_cli.api. No tensor maths here.
+
+Exit codes: 0 all done (or skipped), 1 some files failed, 2 bad usage or settings.
+Human messages go to stderr; --json lines go to stdout (to stderr when the image itself does).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import platform
+import sys
+from dataclasses import asdict
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from lnca_cli import __version__
+
+app = typer.Typer(
+    help="Restore photographs (denoise, deblur) with Latent Neural Cellular Automata.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)  # file names print as they are
+STATE = {"debug": False}
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(Text("error:", style="red"), message, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly(command):
+    """Turn any error into one line and an exit code; --debug shows the traceback instead."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from lnca_cli.api import SettingsError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except SettingsError as exc:
+            if STATE["debug"]:
+                raise
+            fail(str(exc), 2)
+        except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+            if STATE["debug"]:
+                raise
+            fail(f"{type(exc).__name__}: {exc}", 1)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lnca {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_version,
+                                          is_eager=True)] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    STATE["debug"] = debug
+
+
+# ---------------------------------------------------------------- restore, denoise, deblur
+
+
+class Reporter:
+    """Progress and per-file lines: a Rich bar on a terminal, plain lines otherwise, JSON with --json."""
+
+    def __init__(self, total: int, quiet: bool, as_json: bool, image_to_stdout: bool):
+        self.quiet, self.as_json = quiet, as_json
+        self.json_stream = sys.stderr if image_to_stdout else sys.stdout
+        self.progress = None
+        if not quiet and not as_json and err.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=err, transient=True)
+            self.files = self.progress.add_task("files", total=total)
+            self.tiles = self.progress.add_task("tiles", total=None)
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def on_tile(self, done: int, total: int) -> None:
+        if self.progress:
+            self.progress.update(self.tiles, completed=done, total=total)
+
+    def on_result(self, result) -> None:
+        if self.progress:
+            self.progress.advance(self.files)
+        if self.as_json:
+            print(json.dumps(asdict(result)), file=self.json_stream, flush=True)
+        elif result.status == "failed":
+            err.print(Text("failed ", style="red"), result.error, soft_wrap=True)
+        elif not self.quiet:
+            note = f"{result.seconds:.2f} s" if result.status == "done" else "exists; --overwrite to replace"
+            err.print(f"{result.status:7} {result.input} -> {result.output} ({note})", soft_wrap=True)
+
+
+def _parse_tile(tile: str) -> int | str:
+    if tile == "auto":
+        return tile
+    try:
+        return int(tile)
+    except ValueError:
+        fail(f"--tile must be a number of pixels, 0 or auto; got '{tile}'")
+
+
+@friendly
+def restore(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders, or - for stdin.", show_default=False)],
+    task: Annotated[str, typer.Option("--task", "-t", help="denoise, deblur or denoise-masked.")] = "denoise",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder, or - for stdout. "
+                                                  "Default: beside each input.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. "
+                                                 "Default: the task's model.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
+    tile: Annotated[str, typer.Option(help="Tile side in pixels; 0 for no tiling; auto from memory.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    half: Annotated[bool, typer.Option("--half/--no-half", help="Half precision (GPU only).")] = False,
+    suffix: Annotated[Optional[str], typer.Option(help="Output name suffix. Default: the task name.")] = None,
+    ext: Annotated[Optional[str], typer.Option("--ext", "--format", help="Output format: jpg, png, tif, webp, bmp. "
+                                               "Default: the input's.")] = None,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (inputs are never replaced).")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for models with stochastic updates.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
+) -> None:
+    """Restore images with the model of a task."""
+    from lnca_cli.api import RestoreSettings, plan_jobs, prepare, restore_files
+
+    settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
+                               quality=quality, overwrite=overwrite)
+    jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
+    loaded = prepare(task, model, settings)
+    if "train_config" not in loaded.info and not quiet:
+        err.print(f"warning: model '{loaded.info['name']}' has no training record: it is UNTRAINED")
+    with Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter:
+        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_tile)
+    failed = [r for r in results if r.status == "failed"]
+    if not quiet and not as_json:
+        counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+        err.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if failed:
+        if len(results) > 1 and not as_json:
+            err.print("failed files:")
+            for r in failed:
+                err.print(f"  {r.error}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _task_command(task: str):
+    """`lnca <task> PATHS...`: restore with --task fixed (same options otherwise)."""
+
+    @functools.wraps(restore)
+    def command(**kwargs):
+        return restore(task=task, **kwargs)
+
+    signature = inspect.signature(restore, eval_str=True)
+    command.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "task"])
+    command.__doc__ = f"{task.capitalize()} images: files, folders (-r for sub-folders), or - for stdin."
+    return command
+
+
+app.command("denoise")(_task_command("denoise"))
+app.command("deblur")(_task_command("deblur"))
+app.command("restore")(restore)
+
+
+# ---------------------------------------------------------------- info
+
+
+@app.command()
+@friendly
+def info() -> None:
+    """Versions, the device lnca would use, and the models available."""
+    import torch
+
+    from lnca_cli.engine import resolve_device
+    from lnca_cli.hub import bundled_models, read_metadata
+
+    device = resolve_device("auto")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    print(f"lnca {__version__}, torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"device: {device} ({name})")
+    models = bundled_models()
+    print("models:" if models else "models: none bundled")
+    for model_name, path in models.items():
+        metadata = read_metadata(path)
+        print(f"  {model_name:16} task={metadata.get('task', '?'):15} {path}")

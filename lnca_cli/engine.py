@@ -1,0 +1,144 @@
+"""restore(): encode -> NCA on the latent grid -> decode, tile by tile, on the chosen device.
+
+The whole pipeline runs per tile (encoder, NCA and decoder), so working memory is bounded by the
+tile size whatever the image size; only the input and output images are full size (on the CPU).
+Each tile's window is its core grown by a halo wide enough (model.halo_cells) for the core to
+equal the untiled result.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from lnca_cli.model import LNCA, halo_cells, pad_to_multiple
+from lnca_cli.tiling import Tile, paste_core, plan_tiles, window_pixels
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CPU_TILE = 1024  # pixels: a window of about 1.6k x 1.6k at 64 steps, under 1 GB of working memory
+
+
+class DeviceError(Exception):
+    """The asked device is not available or not usable for the asked precision."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; any other name must be available."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise DeviceError(f"unknown device '{name}'; expected one of {', '.join(DEVICES)} (or cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' asked for, but no CUDA GPU is available (try --device cpu)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("device 'mps' asked for, but Apple MPS is not available (try --device cpu)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise DeviceError(f"device '{name}' asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    return torch.device(name)
+
+
+def bytes_per_cell(model: LNCA) -> int:
+    """Rough peak working memory per latent cell during one NCA step (float32)."""
+    c = model.config
+    return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels)
+
+
+def auto_tile(model: LNCA, steps: int, device: torch.device) -> int:
+    """Tile side in pixels: from free GPU memory (a third of it), or a fixed size on the CPU/MPS."""
+    if device.type != "cuda":
+        return CPU_TILE
+    free, _ = torch.cuda.mem_get_info(device)
+    window_cells = math.isqrt(free // 3 // bytes_per_cell(model))
+    core_cells = max(window_cells - 2 * halo_cells(steps), 16)
+    return core_cells * model.config.downsample
+
+
+def precision(device: torch.device, half: bool):
+    """The autocast context for --half; raises DeviceError where half precision is not supported."""
+    if not half:
+        return contextlib.nullcontext()
+    if device.type not in ("cuda", "mps"):
+        raise DeviceError("half precision needs a GPU (cuda or mps); drop --half on the CPU")
+    return torch.autocast(device.type, dtype=torch.float16)
+
+
+@torch.inference_mode()
+def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
+                   tile: int | str = "auto", half: bool = False, seed: int = 0,
+                   on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Restore a (C, H, W) float image in [0, 1] (C = 1 or 3); returns the same shape on the CPU.
+
+    `tile` is the core side in pixels (0: no tiling, "auto": see auto_tile); `seed` fixes the
+    stochastic updates of models with update_rate < 1; on_tile(done, total) reports progress.
+    """
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got shape {tuple(image.shape)}")
+    steps = model.config.steps if steps is None else steps
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    precision_context = precision(device, half)
+    model = model.to(device).eval()
+    scale = model.config.downsample
+    tile_px = auto_tile(model, steps, device) if tile == "auto" else int(tile)
+    if tile_px < 0:
+        raise ValueError(f"tile must be 0 (no tiling) or a positive number of pixels, got {tile_px}")
+
+    gray = image.shape[0] == 1
+    rgb = image.expand(3, -1, -1) if gray else image
+    height, width = rgb.shape[-2:]
+    grid_h, grid_w = math.ceil(height / scale), math.ceil(width / scale)
+    tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, halo_cells(steps))
+    output = torch.empty((3, height, width), dtype=torch.float32)
+    seeds = torch.full((1,), seed, dtype=torch.long, device=device)
+    for done, t in enumerate(tiles, 1):
+        output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds)
+        paste_core(output, output_window, t, scale)
+        if on_tile:
+            on_tile(done, len(tiles))
+    return output.mean(0, keepdim=True) if gray else output
+
+
+def _restore_window(image: torch.Tensor, t: Tile, model: LNCA, steps: int, scale: int, device: torch.device,
+                    precision_context, seeds: torch.Tensor) -> torch.Tensor:
+    rows, cols = window_pixels(t, scale, *image.shape[-2:])
+    pixels = pad_to_multiple(image[None, :, rows, cols].float().to(device), scale)
+    with precision_context:
+        result = model.restore_padded(pixels, steps, origin=t.origin, seeds=seeds)
+    return result[0].float().cpu()
+
+
+def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
+            tile: int | str = "auto", half: bool = False, seed: int = 0,
+            on_tile: Callable[[int, int], None] | None = None):
+    """Restore a torch (C, H, W) float tensor in [0, 1], or a numpy (H, W) / (H, W, C) array.
+
+    Arrays may be uint8, uint16 or float in [0, 1]; the result has the input's type, layout and dtype.
+    An alpha channel (4th channel of an array) is passed through untouched.
+    """
+    kwargs = dict(steps=steps, device=device, tile=tile, half=half, seed=seed, on_tile=on_tile)
+    if isinstance(image, torch.Tensor):
+        return restore_tensor(image, model, **kwargs)
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected an (H, W) or (H, W, C) array with 1, 3 or 4 channels, got {array.shape}")
+    peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    hwc = array[..., None] if array.ndim == 2 else array
+    colour, alpha = hwc[..., :3] if hwc.shape[2] == 4 else hwc, hwc[..., 3:] if hwc.shape[2] == 4 else None
+    tensor = torch.from_numpy(np.ascontiguousarray(colour, dtype=np.float32) / peak).permute(2, 0, 1)
+    restored = restore_tensor(tensor, model, **kwargs).permute(1, 2, 0).numpy()
+    if peak > 1:
+        restored = np.clip(np.floor(restored * peak + 0.5), 0, peak)
+    restored = restored.astype(array.dtype)
+    if alpha is not None:
+        restored = np.concatenate([restored, alpha], axis=2)
+    return restored[..., 0] if array.ndim == 2 else restored

@@ -1,0 +1,297 @@
+"""Reading and writing image files: the only module that touches them.
+
+A restore goes path -> read_image (float pixels + ImageMeta) -> model ->
+write_image. The alpha channel and the metadata ride beside the pixels in
+ImageMeta and never go through the model.
+
+Pillow 13 reads 16-bit colour PNG and TIFF files as 8-bit RGB(A), keeping the
+high byte, so 16 bits survive a restore only for grayscale images; colour
+images are always read and written at 8 bits.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(Exception):
+    """A file that cannot be read or written as an image.
+
+    The message is one line naming the file and the reason.
+    """
+
+
+@dataclass
+class ImageMeta:
+    """Everything about an image that is not its colour pixels."""
+
+    mode: str  # original Pillow mode, e.g. "RGB", "P", "CMYK", "I;16"
+    format: str | None  # Pillow format of the source, e.g. "JPEG"
+    bit_depth: int  # 8 or 16
+    alpha: torch.Tensor | None  # (1, H, W) float32 in [0, 1], passed through untouched
+    exif: bytes | None  # with the Orientation tag reset to 1: pixels are already rotated
+    icc_profile: bytes | None
+    grayscale: bool  # colour content is single-channel (L, LA, I;16 ...)
+
+
+_EXTENSION_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)
+
+
+@dataclass(frozen=True)
+class _Format:
+    """What an output format can hold."""
+
+    alpha: bool
+    deep: bool  # 16-bit grayscale
+    metadata: bool  # EXIF and ICC profile
+
+
+_FORMATS = {
+    "JPEG": _Format(alpha=False, deep=False, metadata=True),
+    "PNG": _Format(alpha=True, deep=True, metadata=True),
+    "TIFF": _Format(alpha=True, deep=True, metadata=True),
+    "WEBP": _Format(alpha=True, deep=False, metadata=True),
+    # Pillow writes a BMP alpha channel but reads it back as plain RGB.
+    "BMP": _Format(alpha=False, deep=False, metadata=False),
+}
+
+_DEEP_GRAY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_GRAY_MODES = frozenset({"1", "L", "LA"})
+_COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+
+
+def format_for_extension(ext: str) -> str:
+    """Pillow format name for a file extension: ".jpg" -> "JPEG"."""
+    key = ext.lower() if ext.startswith(".") else "." + ext.lower()
+    if key not in _EXTENSION_FORMATS:
+        raise ImageError(f"{ext}: unsupported image file extension")
+    return _EXTENSION_FORMATS[key]
+
+
+def read_image(source: str | os.PathLike | bytes) -> tuple[torch.Tensor, ImageMeta]:
+    """Pixels as float32 (C, H, W) in [0, 1], C = 1 for grayscale, 3 for colour.
+
+    The EXIF orientation is applied to the pixels. Palette images become RGB
+    (RGBA with transparency), CMYK becomes RGB. Of a multi-frame image
+    (animated GIF, multi-page TIFF) only the first frame is read. EXIF comes
+    from JPEG, PNG and WebP files; the tags of a TIFF source are not kept.
+    """
+    name = "<stdin>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    image, source_format, exif, icc_profile = _load(source, name)
+    mode = image.mode
+    image = _normalise_mode(image, name)
+    deep = image.mode in _DEEP_GRAY_MODES
+    grayscale = deep or image.mode in ("L", "LA")
+    pixels, alpha = _to_tensors(image, channels=1 if grayscale else 3, deep=deep)
+    meta = ImageMeta(
+        mode=mode,
+        format=source_format,
+        bit_depth=16 if deep else 8,
+        alpha=alpha,
+        exif=_reset_orientation(exif) if exif else None,
+        # A CMYK profile no longer describes the pixels once they are RGB.
+        icc_profile=None if mode == "CMYK" else icc_profile,
+        grayscale=grayscale,
+    )
+    return pixels, meta
+
+
+def _load(source, name: str):
+    """Open, fully decode and upright the image; Pillow errors become ImageError."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as opened:
+                opened.load()  # decode now, so a truncated file fails here
+                upright = ImageOps.exif_transpose(opened)
+                info = opened.info
+                return upright, opened.format, info.get("exif"), info.get("icc_profile")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: image is larger than Pillow's safety limit") from exc
+    except Exception as exc:  # Pillow decoders raise many exception types on bad data
+        file_system = isinstance(exc, OSError) and exc.errno is not None
+        problem = "cannot read file" if file_system else "not a readable image"
+        raise ImageError(f"{name}: {problem} ({_reason(exc)})") from exc
+
+
+def _normalise_mode(image: Image.Image, name: str) -> Image.Image:
+    """Convert to L, LA, RGB or RGBA, leaving 16-bit grayscale as it is."""
+    if image.mode in _DEEP_GRAY_MODES:
+        return image
+    transparent = image.has_transparency_data
+    if image.mode in _GRAY_MODES:
+        return image.convert("LA" if transparent else "L")
+    if image.mode in _COLOUR_MODES:
+        return image.convert("RGBA" if transparent else "RGB")
+    raise ImageError(f"{name}: unsupported image mode {image.mode}")
+
+
+def _to_tensors(image: Image.Image, channels: int, deep: bool):
+    """Split into (colour pixels, alpha or None), both float32 (C, H, W)."""
+    array = np.asarray(image).astype(np.float32)
+    if deep:
+        # Mode "I" holds 32-bit integers; we treat it as 16-bit grayscale.
+        array = np.clip(array, 0, 65535) / 65535
+    else:
+        array /= 255
+    if array.ndim == 2:
+        array = array[:, :, None]
+    planes = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    alpha = planes[channels:].clone() if planes.shape[0] > channels else None
+    return planes[:channels].clone(), alpha
+
+
+def _reset_orientation(exif: bytes) -> bytes:
+    """Return the EXIF block with Orientation set to 1, every other byte unchanged.
+
+    Patching in place rather than re-serialising through PIL.Image.Exif keeps
+    maker notes, whose internal offsets break when the block is laid out anew.
+    The result always starts with the "Exif\\0\\0" header, which is what
+    Pillow's savers expect.
+    """
+    tiff = bytearray(exif.removeprefix(_EXIF_HEADER))
+    order = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
+    try:
+        if order is not None:
+            (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+            (count,) = struct.unpack_from(order + "H", tiff, ifd)
+            for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+                tag, kind = struct.unpack_from(order + "HH", tiff, entry)
+                if tag == _ORIENTATION_TAG and kind == 3:  # 3 = SHORT
+                    struct.pack_into(order + "H", tiff, entry + 8, 1)
+    except struct.error:
+        pass  # a malformed block is passed on as it is
+    return _EXIF_HEADER + bytes(tiff)
+
+
+def write_image(
+    path: str | os.PathLike, pixels: torch.Tensor, meta: ImageMeta,
+    *, format: str | None = None, quality: int = 95,
+) -> None:
+    """Write pixels (C, H, W in [0, 1]) with meta's alpha, bit depth and metadata.
+
+    Atomic: the image goes to a temporary file in the target folder, is
+    fsynced, then renamed over path, so path never holds a partial image. On
+    any error the temporary file is removed. format defaults from the path's
+    extension. Palette and CMYK sources are written as RGB(A). Formats that
+    cannot hold alpha (JPEG, BMP) drop it; 16 bits are kept for PNG and TIFF
+    only; EXIF and ICC profile are kept except in BMP.
+    """
+    path = os.fspath(path)
+    fmt = _output_format(format or os.path.splitext(path)[1], path)
+    image, options = _prepare(pixels, meta, fmt, quality)
+    name = os.path.basename(path)
+    try:
+        handle, temp_path = tempfile.mkstemp(
+            dir=os.path.dirname(os.path.abspath(path)), prefix=f".{name}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+    try:
+        with os.fdopen(handle, "wb") as file:
+            os.chmod(temp_path, _new_file_mode())
+            image.save(file, format=fmt, **options)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_path, path)
+    except BaseException as exc:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        if isinstance(exc, Exception):
+            raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+        raise
+
+
+def encode_image(
+    pixels: torch.Tensor, meta: ImageMeta, *, format: str, quality: int = 95
+) -> bytes:
+    """Same as write_image, but return the encoded file's bytes (for stdout)."""
+    fmt = _output_format(format, "<output>")
+    image, options = _prepare(pixels, meta, fmt, quality)
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt, **options)
+    except Exception as exc:
+        raise ImageError(f"<output>: cannot encode image ({_reason(exc)})") from exc
+    return buffer.getvalue()
+
+
+def _output_format(name: str, path: str) -> str:
+    """Pillow format for a format name ("jpg", "PNG") or an extension (".tif")."""
+    key = name.lower().lstrip(".")
+    fmt = _EXTENSION_FORMATS.get("." + key, key.upper())
+    if fmt not in _FORMATS:
+        raise ImageError(f"{path}: unsupported output format {name or '(no extension)'}")
+    return fmt
+
+
+def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
+    """The Pillow image and save options for writing pixels + meta as fmt."""
+    caps = _FORMATS[fmt]
+    alpha = meta.alpha if caps.alpha else None
+    # Pillow has no 16-bit mode with alpha, and no 16-bit colour mode.
+    deep = meta.bit_depth == 16 and caps.deep and alpha is None and pixels.shape[0] == 1
+    image = _to_pillow(pixels, alpha, deep)
+    options: dict = {}
+    if caps.metadata and meta.exif:
+        options["exif"] = meta.exif
+    if caps.metadata and meta.icc_profile:
+        options["icc_profile"] = meta.icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if fmt == "JPEG" and quality >= 90:
+        options["subsampling"] = 0  # 4:4:4, full-resolution colour
+    if fmt == "TIFF":
+        options["compression"] = "tiff_lzw"
+    return image, options
+
+
+def _to_pillow(pixels: torch.Tensor, alpha: torch.Tensor | None, deep: bool) -> Image.Image:
+    """Quantise (C, H, W) floats to an L, LA, RGB, RGBA or I;16 image."""
+    if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
+        raise ValueError(f"pixels must be (1 or 3, H, W), got {tuple(pixels.shape)}")
+    planes = [pixels] if alpha is None else [pixels, alpha]
+    planes = torch.cat([plane.detach().cpu().float() for plane in planes])
+    scale = 65535 if deep else 255
+    levels = torch.floor(torch.nan_to_num(planes, nan=0.0) * scale + 0.5).clamp(0, scale)
+    array = levels.numpy().astype(np.uint16 if deep else np.uint8).transpose(1, 2, 0)
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def _new_file_mode() -> int:
+    """Permissions an ordinary new file gets; mkstemp would leave it at 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _reason(exc: BaseException) -> str:
+    """One short line saying why exc happened."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "cannot identify image file"  # Pillow's own message repeats the path
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,282 @@
+"""The LNCA model in one file: config, autoencoder, NAFCA update rule, pixel-space NCA.
+
+Pure PyTorch, no I/O. See ../shared/PAPER.md (Menta et al., 2024) for the method:
+
+    degraded image --encoder--> latent (H/4 x W/4 x C) --NCA, T steps--> restored latent --decoder--> image
+
+The skip connection comes from the degraded input; the NCA only ever sees the latent grid.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LNCAConfig:
+    """Everything needed to rebuild a model; saved in the weights file's metadata."""
+
+    image_channels: int = 3
+    ae_channels: int = 8  # autoencoder width, also the skip's width
+    latent_channels: int = 16  # C: the NCA's "in" and "out" parts are C channels each
+    hidden_channels: int = 32  # the NCA's private state per cell
+    embed_dim: int = 128  # NAFCA width (the paper's d -> 128 -> 256 expansion)
+    steps: int = 64  # default NCA steps at inference
+    update_rate: float = 1.0  # probability that a cell updates at a step
+    downsample: int = 4  # pixels per latent cell, per side (two stride-2 stages)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.downsample != 4:
+            raise ValueError(f"downsample must be 4 (two stride-2 stages), got {self.downsample}")
+        if not 0.0 < self.update_rate <= 1.0:
+            raise ValueError(f"update_rate must be in (0, 1], got {self.update_rate}")
+        for field in ("image_channels", "ae_channels", "latent_channels", "hidden_channels", "embed_dim", "steps"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+
+    @property
+    def cell_channels(self) -> int:
+        """Channels of one NCA cell: [in C | out C | hidden H]."""
+        return 2 * self.latent_channels + self.hidden_channels
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LNCAConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        return cls(**{k: type(known[k].default)(v) for k, v in values.items()})
+
+
+PRESETS = {
+    "paper": LNCAConfig(),  # the paper's exact sizes: 3.7k autoencoder + 47k NAFCA
+    "wide": LNCAConfig(ae_channels=16, latent_channels=48),  # wider latent and skip: see weights/README.md
+}
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    """Pad the bottom/right of an (N, C, H, W) tensor up to a multiple, by reflection.
+
+    Reflection needs the side to be longer than the pad; tiny images fall back to replication.
+    """
+    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if x.shape[-2] > pad_h and x.shape[-1] > pad_w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
+    """The paper's block: 3x3 conv (no activation) -> BatchNorm -> swish."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, 1), nn.BatchNorm2d(out_ch), nn.SiLU())
+
+
+def _up_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Transposed 3x3 conv that exactly doubles H and W -> BatchNorm -> swish."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_ch, out_ch, 3, 2, 1, output_padding=1), nn.BatchNorm2d(out_ch), nn.SiLU()
+    )
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: LNCAConfig):
+        super().__init__()
+        self.skip = _block(cfg.image_channels, cfg.ae_channels, 2)  # c1
+        self.path = _block(cfg.image_channels, cfg.ae_channels, 2)  # p1
+        self.down = _block(cfg.ae_channels, cfg.latent_channels, 2)  # z
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image (N, 3, H, W), H and W multiples of 4 -> (latent (N, C, H/4, W/4), skip (N, A, H/2, W/2))."""
+        skip = self.skip(x)
+        return self.down(skip + self.path(x)), skip
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: LNCAConfig):
+        super().__init__()
+        self.up = _up_block(cfg.latent_channels, cfg.ae_channels)  # t2
+        self.merge = _block(cfg.ae_channels, cfg.ae_channels, 1)  # m
+        self.out = nn.Sequential(
+            nn.ConvTranspose2d(cfg.ae_channels, cfg.image_channels, 3, 2, 1, output_padding=1),
+            nn.BatchNorm2d(cfg.image_channels),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.out(self.merge(self.up(z) + skip))
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each cell of an (N, C, H, W) grid."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def simple_gate(x: torch.Tensor) -> torch.Tensor:
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+class NAFCA(nn.Module):
+    """The NAFNet-style update rule; its only neighbour exchange is one 3x3 conv to a 1-channel gate."""
+
+    def __init__(self, cell_channels: int, update_channels: int, embed_dim: int, dropout: float):
+        super().__init__()
+        d, e = cell_channels, embed_dim
+        self.norm1 = LayerNorm2d(d)
+        self.expand = nn.Conv2d(d, e, 1)
+        self.split = nn.Conv2d(e, 2 * e, 1, groups=e)
+        self.spatial_gate = nn.Conv2d(e, 1, 3, padding=1)
+        self.project = nn.Conv2d(e, d, 1)
+        self.norm2 = LayerNorm2d(d)
+        self.ffn_in = nn.Conv2d(d, 2 * e, 1)
+        self.ffn_out = nn.Conv2d(e, d, 1)
+        self.norm3 = LayerNorm2d(d)
+        self.update = nn.Conv2d(d, update_channels, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.beta = nn.Parameter(torch.zeros(1, d, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, d, 1, 1))
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        """Cells (N, D, h, w) -> update for the out and hidden channels (N, D - C, h, w)."""
+        x = simple_gate(self.split(self.expand(self.norm1(cells))))
+        x = x * self.spatial_gate(x)
+        y = cells + self.beta * self.dropout(self.project(x))
+        x = self.ffn_out(simple_gate(self.ffn_in(self.norm2(y))))
+        x = y + self.gamma * self.dropout(x)
+        return self.update(self.norm3(x))
+
+
+def _hash31(x: torch.Tensor) -> torch.Tensor:
+    """A 31-bit integer mix (int64 in, int64 out); products stay below 2**63, so nothing overflows."""
+    x = x & 0x7FFFFFFF
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0x7FFFFFFF
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0x7FFFFFFF
+    return x ^ (x >> 16)
+
+
+def update_mask(
+    seeds: torch.Tensor, step: int, origin: tuple[int, int], size: tuple[int, int], rate: float
+) -> torch.Tensor:
+    """Which cells update at this step: (N, 1, h, w) of 0/1, a pure function of (seed, step, global cell).
+
+    Hashing global coordinates (not drawing from an RNG) makes a tile's mask equal to the
+    whole image's mask over the same cells, so tiled and untiled runs agree even when rate < 1.
+    """
+    device = seeds.device
+    ys = torch.arange(origin[0], origin[0] + size[0], device=device)[:, None]
+    xs = torch.arange(origin[1], origin[1] + size[1], device=device)[None, :]
+    h = _hash31(seeds.long()[:, None, None] * 1_000_003 + step)
+    h = _hash31(h ^ _hash31(ys + 0x2545F491))
+    h = _hash31(h ^ _hash31(xs + 0x1B873593))
+    return ((h.float() / 2**31) < rate).float()[:, None]
+
+
+class NCA(nn.Module):
+    """A cellular automaton of cells [in | out | hidden] updated by NAFCA; `in` is never updated."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int, embed_dim: int, dropout: float,
+                 update_rate: float):
+        super().__init__()
+        self.in_channels, self.out_channels, self.update_rate = in_channels, out_channels, update_rate
+        self.rule = NAFCA(in_channels + out_channels + hidden_channels, out_channels + hidden_channels,
+                          embed_dim, dropout)
+        self.hidden_channels = hidden_channels
+
+    def seed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Initial cells: in = inputs, out = 0.5, hidden = 0."""
+        n, _, h, w = inputs.shape
+        out = inputs.new_full((n, self.out_channels, h, w), 0.5)
+        hidden = inputs.new_zeros((n, self.hidden_channels, h, w))
+        return torch.cat([inputs, out, hidden], dim=1)
+
+    def step(self, cells: torch.Tensor, step: int = 0, origin: tuple[int, int] = (0, 0),
+             seeds: torch.Tensor | None = None) -> torch.Tensor:
+        update = self.rule(cells)
+        if self.update_rate < 1.0:
+            if seeds is None:
+                seeds = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device)
+            update = update * update_mask(seeds, step, origin, cells.shape[-2:], self.update_rate).to(update.dtype)
+        return torch.cat([cells[:, : self.in_channels], cells[:, self.in_channels:] + update], dim=1)
+
+    def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
+            seeds: torch.Tensor | None = None) -> torch.Tensor:
+        for t in range(steps):
+            cells = self.step(cells, t, origin, seeds)
+        return cells
+
+    def output(self, cells: torch.Tensor) -> torch.Tensor:
+        return cells[:, self.in_channels: self.in_channels + self.out_channels]
+
+
+class LNCA(nn.Module):
+    """Latent NCA: encoder -> NCA on the latent grid -> decoder (with the degraded input's skip)."""
+
+    def __init__(self, config: LNCAConfig = LNCAConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c)
+        self.decoder = Decoder(c)
+        self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate)
+
+    def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
+                       seeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global position."""
+        z, skip = self.encoder(x)
+        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds)
+        return self.decoder(self.nca.output(cells), skip)
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Restore a batch of images (N, 3, H, W) in [0, 1]; any H, W (padded and cropped back)."""
+        height, width = x.shape[-2:]
+        out = self.restore_padded(pad_to_multiple(x, self.config.downsample), steps or self.config.steps)
+        return out[..., :height, :width]
+
+
+class PixelNCA(nn.Module):
+    """The baseline the paper compares against: the same NAFCA rule with one cell per pixel.
+
+    Cells are [in 3 | out 3 | hidden H], as in ViTCA; the out channels are the restored image.
+    """
+
+    def __init__(self, config: LNCAConfig = LNCAConfig()):
+        super().__init__()
+        self.config = config
+        c = config.image_channels
+        self.nca = NCA(c, c, config.hidden_channels, config.embed_dim, config.dropout, config.update_rate)
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        cells = self.nca.run(self.nca.seed(x), steps or self.config.steps)
+        return self.nca.output(cells).clamp(0, 1)
+
+
+def halo_cells(steps: int) -> int:
+    """Latent cells a tile must extend past its core for the core to match an untiled run.
+
+    Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
+    skip) two more; one spare cell for safety.
+    """
+    return steps + 4
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

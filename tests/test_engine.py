@@ -1,0 +1,117 @@
+"""The restore engine: tiled == untiled, padding, devices, arrays, determinism."""
+import numpy as np
+import pytest
+import torch
+
+import lnca_cli.engine as engine
+from conftest import TINY, random_model
+from lnca_cli.engine import DeviceError, resolve_device, restore, restore_tensor
+from lnca_cli.model import PRESETS, LNCAConfig
+from lnca_cli.tiling import plan_tiles
+
+EIGHT_BIT = 1 / 255
+#: The paper's sizes, randomised: neighbour exchanges strong enough that a short halo shows.
+SHARP = LNCAConfig(**{**PRESETS["paper"].to_dict(), "steps": 6})
+
+
+@pytest.mark.parametrize("size", [(157, 203), (64, 64), (33, 130)])
+def test_tiled_output_equals_untiled(size):
+    model = random_model(SHARP, sharp=True)
+    image = torch.rand(3, *size)
+    whole = restore_tensor(image, model, tile=0, device="cpu")
+    tiled = restore_tensor(image, model, tile=40, device="cpu")
+    assert float((whole - tiled).abs().max()) < EIGHT_BIT
+    with torch.no_grad():
+        direct = model(image[None])[0]
+    assert float((whole - direct).abs().max()) < 1e-5
+
+
+def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch):
+    """Guards the test above: with a halo one NCA step short, tiles disagree with the whole image."""
+    model = random_model(SHARP, sharp=True)
+    image = torch.rand(3, 157, 203)
+    whole = restore_tensor(image, model, tile=0, device="cpu")
+    monkeypatch.setattr(engine, "halo_cells", lambda steps: steps - 1)
+    tiled = restore_tensor(image, model, tile=40, device="cpu")
+    assert float((whole - tiled).abs().max()) > EIGHT_BIT
+
+
+def test_stochastic_updates_tile_exactly():
+    model = random_model(LNCAConfig(**{**TINY.to_dict(), "update_rate": 0.5}), sharp=True)
+    image = torch.rand(3, 90, 70)
+    a = restore_tensor(image, model, tile=0, device="cpu", seed=3)
+    b = restore_tensor(image, model, tile=32, device="cpu", seed=3)
+    assert float((a - b).abs().max()) < EIGHT_BIT
+    c = restore_tensor(image, model, tile=0, device="cpu", seed=4)
+    assert not torch.equal(a, c)
+
+
+def test_plan_covers_every_cell_once_with_clamped_halos():
+    tiles = plan_tiles(23, 41, core=10, halo=5)
+    covered = torch.zeros(23, 41, dtype=torch.int)
+    for t in tiles:
+        covered[t.core_y.start:t.core_y.stop, t.core_x.start:t.core_x.stop] += 1
+        assert t.window_y.start == max(0, t.core_y.start - 5) and t.window_y.stop == min(23, t.core_y.stop + 5)
+        assert t.core_y.size <= 10 and t.core_x.size <= 10
+    assert bool((covered == 1).all())
+    assert len(plan_tiles(23, 41, core=0, halo=5)) == 1
+
+
+def test_grayscale_stays_single_channel_and_odd_sizes_come_back():
+    model = random_model()
+    out = restore_tensor(torch.rand(1, 13, 29), model, device="cpu")
+    assert out.shape == (1, 13, 29)
+
+
+def test_repeat_runs_are_identical():
+    model = random_model(sharp=True)
+    image = torch.rand(3, 40, 40)
+    assert torch.equal(restore_tensor(image, model, device="cpu"), restore_tensor(image, model, device="cpu"))
+
+
+@pytest.mark.parametrize("dtype,peak", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1)])
+def test_numpy_arrays_keep_dtype_layout_and_alpha(dtype, peak):
+    model = random_model()
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((18, 22, 4)) * peak).astype(dtype)
+    out = restore(rgba, model, device="cpu")
+    assert out.dtype == rgba.dtype and out.shape == rgba.shape
+    assert np.array_equal(out[..., 3], rgba[..., 3])
+    gray = restore(rgba[..., 0], model, device="cpu")
+    assert gray.shape == (18, 22)
+
+
+def test_bad_inputs_and_settings_are_value_errors():
+    model = random_model()
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        restore_tensor(torch.rand(2, 8, 8), model, device="cpu")
+    with pytest.raises(ValueError, match="steps"):
+        restore_tensor(torch.rand(3, 8, 8), model, device="cpu", steps=0)
+    with pytest.raises(ValueError, match="tile"):
+        restore_tensor(torch.rand(3, 8, 8), model, device="cpu", tile=-4)
+
+
+def test_device_resolution():
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(DeviceError, match="half precision needs a GPU"):
+        restore_tensor(torch.rand(3, 8, 8), random_model(), device="cpu", half=True)
+
+
+def test_auto_tile_on_cpu_is_the_default_size():
+    assert engine.auto_tile(random_model(), 64, torch.device("cpu")) == engine.CPU_TILE
+
+
+@pytest.mark.slow
+def test_large_image_is_restored_through_tiles_with_bounded_memory():
+    """A 2k x 2k image through 256 px tiles: the work per tile stays the same size."""
+    model = random_model()
+    calls = []
+    out = restore_tensor(torch.rand(3, 2048, 2048), model, device="cpu", tile=256,
+                         on_tile=lambda done, total: calls.append(total))
+    assert out.shape == (3, 2048, 2048) and calls[-1] == 64

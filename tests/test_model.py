@@ -1,0 +1,135 @@
+"""The model: the paper's sizes, shapes, padding, the update mask, and the safetensors round trip."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import TINY, random_model
+from lnca_cli.hub import WeightsError, load_weights, save_weights
+from lnca_cli.model import LNCA, PRESETS, LNCAConfig, PixelNCA, count_parameters, pad_to_multiple, update_mask
+
+
+def test_paper_preset_has_the_papers_parameter_counts():
+    model = LNCA(PRESETS["paper"])
+    assert count_parameters(model.encoder) + count_parameters(model.decoder) == 3681  # "about 3.7k"
+    assert count_parameters(model.nca) == 46769  # "about 47k"
+    assert PRESETS["paper"].cell_channels == 64
+
+
+def test_wide_preset_sizes():
+    model = LNCA(PRESETS["wide"])
+    assert count_parameters(model.encoder) + count_parameters(model.decoder) == 17769
+    assert 4 * count_parameters(model) < 1_000_000  # ships under 1 MB in float32
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 50), (1, 1), (3, 7), (64, 17)])
+def test_any_size_is_padded_and_cropped_back(size):
+    model = random_model()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_latent_grid_is_four_times_smaller_per_side():
+    model = random_model()
+    with torch.no_grad():
+        z, skip = model.encoder(torch.rand(1, 3, 32, 48))
+    assert z.shape == (1, TINY.latent_channels, 8, 12)
+    assert skip.shape == (1, TINY.ae_channels, 16, 24)
+    cells = model.nca.seed(z)
+    assert cells.shape[1] == TINY.cell_channels
+    assert torch.equal(cells[:, : TINY.latent_channels], z)
+    assert float(cells[:, TINY.latent_channels: 2 * TINY.latent_channels].mean()) == 0.5
+
+
+def test_nca_never_updates_its_input_channels():
+    model = random_model(sharp=True)
+    cells = model.nca.seed(torch.rand(1, TINY.latent_channels, 6, 6))
+    after = model.nca.run(cells, 3)
+    assert torch.equal(after[:, : TINY.latent_channels], cells[:, : TINY.latent_channels])
+    assert not torch.equal(after, cells)
+
+
+def test_pad_to_multiple_reflects_and_falls_back_for_tiny_images():
+    x = torch.arange(6.0).reshape(1, 1, 1, 6)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape[-2:] == (4, 8)
+    assert padded[0, 0, 0, 6:].tolist() == [5.0, 5.0]  # height 1: replicate, not reflect
+    y = torch.arange(30.0).reshape(1, 1, 5, 6)
+    assert torch.equal(pad_to_multiple(y, 4)[..., 5, :6], y[..., 3, :])  # reflection
+
+
+def test_update_mask_is_a_function_of_global_cells():
+    seeds = torch.tensor([7])
+    whole = update_mask(seeds, 3, (0, 0), (20, 20), 0.5)
+    part = update_mask(seeds, 3, (5, 8), (10, 6), 0.5)
+    assert torch.equal(whole[..., 5:15, 8:14], part)
+    assert 0.4 < float(whole.mean()) < 0.6
+    assert not torch.equal(whole, update_mask(seeds, 4, (0, 0), (20, 20), 0.5))
+    assert not torch.equal(whole, update_mask(torch.tensor([8]), 3, (0, 0), (20, 20), 0.5))
+
+
+def test_stochastic_model_is_deterministic_for_a_seed():
+    model = random_model(LNCAConfig(**{**TINY.to_dict(), "update_rate": 0.5}), sharp=True)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    assert torch.equal(a, b)
+
+
+def test_pixel_nca_baseline_runs_on_pixels():
+    model = PixelNCA(TINY).eval()
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert model(x, steps=2).shape == x.shape
+    assert model.nca.rule.norm1.weight.numel() == 3 + 3 + TINY.hidden_channels
+
+
+def test_config_round_trip_and_validation():
+    assert LNCAConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
+    with pytest.raises(ValueError, match="unknown config fields: colour"):
+        LNCAConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="downsample"):
+        LNCAConfig(downsample=8)
+    with pytest.raises(ValueError, match="update_rate"):
+        LNCAConfig(update_rate=0)
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    model = random_model(sharp=True)
+    path = tmp_path / "m.safetensors"
+    save_weights(model, path, {"task": "deblur"})
+    loaded, metadata = load_weights(path)
+    assert loaded.config == model.config and metadata["task"] == "deblur"
+    assert not loaded.training
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_weights_config_mismatch_names_what_differs(tmp_path):
+    path = tmp_path / "m.safetensors"
+    state = {k: v.contiguous() for k, v in random_model().state_dict().items()}
+    wider = json.dumps({**TINY.to_dict(), "latent_channels": 12})
+    save_file(state, str(path), metadata={"lnca_config": wider})
+    with pytest.raises(WeightsError, match=r"weights do not match the model config: .* has shape .*, config expects"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_corrupt_weights_are_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="bad.safetensors"):
+        load_weights(path)
+
+
+def test_safetensors_without_config_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="not an lnca weights file"):
+        load_weights(path)
