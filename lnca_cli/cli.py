@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
 from lnca_cli import __version__
@@ -208,3 +208,80 @@ def info() -> None:
     for model_name, path in models.items():
         metadata = read_metadata(path)
         print(f"  {model_name:16} task={metadata.get('task', '?'):15} {path}")
+
+
+# ---------------------------------------------------------------- train
+
+
+@app.command()
+@friendly
+def train(
+    data: Annotated[str, typer.Option(help="Folder of clean photos to train on (sub-folders included).")],
+    out: Annotated[str, typer.Option(help="Where to write the best weights (.safetensors).")],
+    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    val: Annotated[Optional[str], typer.Option(help="Validation photos. Default: a fixed 5% of --data.")] = None,
+    preset: Annotated[str, typer.Option(help="Architecture: wide (default) or paper. 'paper' also "
+                                        "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide",
+    crop: Annotated[Optional[int], typer.Option(help="Crop side in pixels (native resolution).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Crops per batch.")] = None,
+    ae_iterations: Annotated[Optional[int], typer.Option(help="Phase 1 (autoencoder) batches.")] = None,
+    nca_iterations: Annotated[Optional[int], typer.Option(help="Phase 2 (NCA) batches.")] = None,
+    nca_lr: Annotated[Optional[float], typer.Option(help="Phase 2 learning rate.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Resume from / save to this checkpoint.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly after this long (resume later "
+                                                     "with --checkpoint).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    log: Annotated[Optional[str], typer.Option(help="Append one JSON line per batch here.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Draw the loss curves to this PNG at the end (needs --log).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed for crops, degradations and initialisation.")] = 0,
+) -> None:
+    """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
+    from dataclasses import replace
+
+    from lnca_cli.api import SettingsError
+    from lnca_cli.engine import resolve_device
+    from lnca_cli.train import TASKS, TrainConfig, list_images, plot_log, train as run_training
+
+    if task not in TASKS:
+        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    if preset not in ("wide", "paper"):
+        raise SettingsError(f"unknown preset '{preset}'; expected wide or paper")
+    if minutes is not None and not checkpoint:
+        raise SettingsError("--minutes stops early and needs a --checkpoint to resume from")
+    if plot and not log:
+        raise SettingsError("--plot draws the --log file: give --log too")
+    try:
+        files = list_images(data)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    config = TrainConfig.paper(task, len(files)) if preset == "paper" else TrainConfig(task=task)
+    overrides = dict(crop=crop, batch=batch, ae_iterations=ae_iterations, nca_iterations=nca_iterations,
+                     nca_lr=nca_lr)
+    config = replace(config, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    device_name = str(resolve_device(device))
+    total = config.ae_iterations + config.nca_iterations
+    progress = Progress(TextColumn("phase {task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.3g}  val PSNR {task.fields[psnr]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                        disable=not err.is_terminal)
+    bar = progress.add_task("train", total=total, phase=1, loss=float("nan"), psnr="-")
+
+    def on_iteration(row: dict) -> None:
+        done = row["iteration"] + (config.ae_iterations if row["phase"] == 2 else 0)
+        fields = {"psnr": f"{row['psnr']:.2f} dB"} if "psnr" in row else {}
+        progress.update(bar, completed=done, phase=row["phase"], loss=row["loss"], **fields)
+        if "psnr" in row and not err.is_terminal:
+            err.print(f"phase {row['phase']} iteration {row['iteration']}: loss {row['loss']:.4g}, "
+                      f"val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+
+    with progress:
+        result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
+                              device=device_name, log_path=log, on_iteration=on_iteration,
+                              metadata={"hardware": device_name})
+    if plot:
+        plot_log(log, plot)
+    if result is None:
+        err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint})")
+        return
+    print(f"wrote {out}: best validation PSNR {result['val_psnr']:.2f} dB")

@@ -1,0 +1,71 @@
+"""PSNR and SSIM: pure, differentiable functions of torch tensors.
+
+Both take two image batches of the same shape (N, C, H, W) and return one score per image, shape
+(N,). The standard protocol scores 8-bit images: pass both through ``quantize8`` first.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape != y.shape:
+        raise ValueError(
+            f"expected two image batches of the same shape (N, C, H, W), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+
+
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    """Round images in [0, 1] to the nearest of 256 levels, as saving them as 8-bit would."""
+    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image, over all channels and pixels.
+
+    Identical images score ``inf``.
+    """
+    _check_pair(x, y)
+    mse = (x - y).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def _gaussian_window(size: int, like: torch.Tensor) -> torch.Tensor:
+    """A normalised (size, size) Gaussian window of std SSIM_SIGMA, in the dtype and on the device of ``like``."""
+    coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    taps = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
+    taps = taps / taps.sum()
+    return taps[:, None] * taps[None, :]
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity per image (Wang et al., 2004), averaged over channels and pixels.
+
+    The standard settings: an 11x11 Gaussian window of std 1.5, K1 = 0.01, K2 = 0.03, population
+    (not sample) covariances, each channel separately, and only where the window fits inside the
+    image (no padding). This matches MATLAB's ``ssim`` and scikit-image's
+    ``structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=data_range, channel_axis=...)``. For images smaller than 11 pixels the window
+    shrinks to the largest odd size that fits, keeping std 1.5.
+    """
+    _check_pair(x, y)
+    n, c, h, w = x.shape
+    size = min(SSIM_WINDOW, h, w)
+    size -= 1 - size % 2  # largest odd size that fits
+    window = _gaussian_window(size, x).expand(5 * c, 1, size, size)
+    # Local means of x, y, x^2, y^2 and xy, all in one grouped convolution.
+    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], dim=1), window, groups=5 * c)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = stats.split(c, dim=1)
+    var_x = mean_xx - mu_x**2
+    var_y = mean_yy - mu_y**2
+    cov_xy = mean_xy - mu_x * mu_y
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1)

@@ -1,0 +1,458 @@
+"""Training: phase 1 (autoencoder), phase 2 (NCA with a pool), resumable checkpoints.
+
+Follows ../shared/PAPER.md, without the reference code's three slips: the NCA step count is drawn
+per batch, the cosine schedule counts every optimiser step (two per batch), and the weights kept
+are the best by validation PSNR, not the last.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from lnca_cli import degrade
+from lnca_cli.hub import TASKS, save_weights
+from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, read_image
+from lnca_cli.metrics import psnr, quantize8, ssim
+from lnca_cli.model import LNCA, PRESETS, LNCAConfig
+
+
+def _ones_mask(x: torch.Tensor) -> torch.Tensor:
+    return x.new_ones((x.shape[0], 1, *x.shape[-2:]))
+
+
+def degrade_for_task(task: str, clean: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A blind degradation for a task: (degraded, mask of corrupted pixels)."""
+    if task == "denoise":
+        return degrade.random_noise(clean, gen), _ones_mask(clean)
+    if task == "deblur":
+        return degrade.random_blur(clean, gen), _ones_mask(clean)
+    if task == "denoise-masked":
+        return degrade.random_masked_noise(clean, gen)
+    raise ValueError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+
+
+@dataclass
+class TrainConfig:
+    task: str = "denoise"
+    preset: str = "wide"
+    crop: int = 64
+    batch: int = 16
+    ae_iterations: int = 2000
+    nca_iterations: int = 2000
+    lr: float = 1e-2  # phase 1 (the paper's, both phases)
+    nca_lr: float = 1e-2  # phase 2
+    min_steps: int = 8
+    max_steps: int = 32
+    pool_size: int = 1024
+    val_every: int = 200
+    val_fraction: float = 0.05
+    val_crop: int = 128
+    seed: int = 0
+
+    @classmethod
+    def paper(cls, task: str, num_images: int) -> "TrainConfig":
+        """The paper's configuration: 32x32 crops, batch 8, 10 + 10 epochs of one crop per image."""
+        epoch = math.ceil(num_images / 8)
+        return cls(task=task, preset="paper", crop=32, batch=8, ae_iterations=10 * epoch,
+                   nca_iterations=10 * epoch, val_every=epoch)
+
+
+# ---------------------------------------------------------------- data
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"{folder}: no images found")
+    return files
+
+
+def load_photos(files: list[Path], min_side: int) -> list[torch.Tensor]:
+    """Colour photos as uint8 (3, H, W) tensors; unreadable or too small files are skipped."""
+    photos = []
+    for path in files:
+        try:
+            pixels, _ = read_image(path)
+        except ImageError:
+            continue
+        if min(pixels.shape[-2:]) < min_side:
+            continue
+        pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+        photos.append((pixels * 255).round().to(torch.uint8))
+    if not photos:
+        raise ValueError(f"no usable photos of at least {min_side}x{min_side} pixels")
+    return photos
+
+
+def split_photos(files: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """A fixed validation split of the training files (at least one, unless there is only one file)."""
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = min(len(files) - 1, max(1, round(fraction * len(files))))
+    return [files[i] for i in order[n_val:]], [files[i] for i in order[:n_val]]
+
+
+def random_crops(photos: list[torch.Tensor], batch: int, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """A batch of random crops at native resolution, randomly flipped and rotated by 90 degree steps."""
+    crops = []
+    for i in torch.randint(len(photos), (batch,), generator=gen).tolist():
+        photo = photos[i]
+        y = torch.randint(photo.shape[1] - crop + 1, (1,), generator=gen).item()
+        x = torch.randint(photo.shape[2] - crop + 1, (1,), generator=gen).item()
+        patch = photo[:, y:y + crop, x:x + crop]
+        if torch.rand((), generator=gen) < 0.5:
+            patch = patch.flip(-1)
+        patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=gen)), dims=(1, 2))
+        crops.append(patch)
+    return torch.stack(crops).float() / 255
+
+
+def center_crops(photos: list[torch.Tensor], crop: int) -> torch.Tensor:
+    out = []
+    for photo in photos:
+        y, x = (photo.shape[1] - crop) // 2, (photo.shape[2] - crop) // 2
+        out.append(photo[:, y:y + crop, x:x + crop])
+    return torch.stack(out).float() / 255
+
+
+# ---------------------------------------------------------------- optimisation
+
+
+def normalize_gradients(params) -> None:
+    """The paper's per-tensor gradient normalisation: each gradient scaled to unit L2 norm."""
+    for p in params:
+        if p.grad is not None:
+            p.grad /= p.grad.norm() + 1e-8
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, total: int, base_lr: float) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    normalize_gradients(params)
+    for group in opt.param_groups:
+        group["lr"] = cosine_lr(base_lr, step, total)
+    opt.step()
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(a, b)
+
+
+# ---------------------------------------------------------------- phase 1: autoencoder
+
+
+def autoencoder_losses(model: LNCA, clean: torch.Tensor, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reconstruction (x100), triplet (x10) and task (x10) losses on a triplet (clean, degraded, other)."""
+    other = clean.roll(1, dims=0)
+    enc, dec = model.encoder, model.decoder
+    (z_a, s_a), (z_p, s_p), (z_n, s_n) = enc(clean), enc(degraded), enc(other)
+    out_a, out_p, out_n = dec(z_a, s_a), dec(z_p, s_p), dec(z_n, s_n)
+    reconstruction = mse(out_a, clean) + mse(out_p, degraded) + mse(out_n, other)
+    triplet = F.relu(mse(z_a, z_p) - mse(z_a, z_n) + 1.0)
+    task = mse(out_p * mask, degraded * mask)
+    return 100 * reconstruction + 10 * triplet + 10 * task
+
+
+def equivalence_loss(model: LNCA, clean: torch.Tensor, degraded: torch.Tensor, mask: torch.Tensor,
+                     gen: torch.Generator) -> torch.Tensor:
+    """The second step: the corruption must live in the latent, and the degraded skip must not carry it."""
+    (z_a, s_a), (z_p, s_p) = model.encoder(clean), model.encoder(degraded)
+    jitter = torch.randn(z_a.shape, generator=gen, device=z_a.device) * 0.5
+    loss = mse(model.decoder(z_p, s_a) * mask, degraded * mask)
+    loss = loss + mse(model.decoder(z_a + jitter, s_p) * mask, clean * mask)
+    return 100 * loss
+
+
+# ---------------------------------------------------------------- phase 2: NCA
+
+
+def nca_losses(model: LNCA, cells: torch.Tensor, clean: torch.Tensor, z_clean: torch.Tensor,
+               skip: torch.Tensor) -> torch.Tensor:
+    """Pixel (x100), latent (x100) and overflow (x1 each) losses on the NCA's cells after T steps."""
+    nca = model.nca
+    out = nca.output(cells)
+    hidden = cells[:, nca.in_channels + nca.out_channels:]
+    image = model.decoder(out, skip)
+    overflow = (out - out.clamp(0, 1)).abs().mean() + (hidden - hidden.clamp(-1, 1)).abs().mean()
+    return 100 * mse(image, clean) + 100 * mse(out, z_clean) + overflow
+
+
+@dataclass
+class Pool:
+    """A replay buffer of NCA states with what each needs for its loss; makes the output an attractor."""
+
+    cells: torch.Tensor
+    clean: torch.Tensor
+    z_clean: torch.Tensor
+    skip: torch.Tensor
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs; saved with torch.save of tensors and plain types only."""
+
+    config: TrainConfig
+    model: LNCA
+    phase: int = 1
+    iteration: int = 0
+    best_psnr: float = -math.inf
+    best_state: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, photos_train: list[torch.Tensor], photos_val: list[torch.Tensor],
+                 device: str = "cpu", log: Callable[[dict], None] | None = None):
+        self.cfg, self.device = config, torch.device(device)
+        self.photos, self.log = photos_train, log or (lambda row: None)
+        self.model = LNCA(PRESETS[config.preset]).to(self.device)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.phase, self.iteration = 1, 0
+        self.best_psnr, self.best_state = -math.inf, {}
+        self.ae_opt = torch.optim.Adam(self._ae_params(), lr=config.lr)
+        self.nca_opt = torch.optim.Adam(self.model.nca.parameters(), lr=config.nca_lr)
+        self.pool: Pool | None = None
+        self.val_clean, self.val_degraded = self._validation_set(photos_val)
+        self.autocast = self.device.type == "cuda"
+
+    def _ae_params(self):
+        return list(self.model.encoder.parameters()) + list(self.model.decoder.parameters())
+
+    def _validation_set(self, photos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        crop = min([self.cfg.val_crop] + [min(p.shape[-2:]) for p in photos]) // 4 * 4
+        clean = center_crops(photos, crop)
+        degraded, _ = degrade_for_task(self.cfg.task, clean, torch.Generator().manual_seed(1234))
+        return clean, degraded
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        clean = random_crops(self.photos, self.cfg.batch, self.cfg.crop, self.gen)
+        degraded, mask = degrade_for_task(self.cfg.task, clean, self.gen)
+        return clean.to(self.device), degraded.to(self.device), mask.to(self.device)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+
+    # -- phase 1
+    def ae_iteration(self) -> float:
+        cfg, model = self.cfg, self.model
+        model.train()
+        clean, degraded, mask = self._batch()
+        total = 2 * cfg.ae_iterations  # two optimiser steps per batch (the reference code counted one)
+        with self._autocast():
+            loss = autoencoder_losses(model, clean, degraded, mask)
+        optimizer_step(self.ae_opt, loss, 2 * self.iteration, total, cfg.lr)
+        with self._autocast():
+            eq = equivalence_loss(model, clean, degraded, mask, self.gen)
+        optimizer_step(self.ae_opt, eq, 2 * self.iteration + 1, total, cfg.lr)
+        return loss.item() + eq.item()
+
+    # -- phase 2
+    def _fresh(self) -> Pool:
+        clean, degraded, _ = self._batch()
+        with torch.no_grad():
+            z_p, skip = self.model.encoder(degraded)
+            z_clean, _ = self.model.encoder(clean)
+        return Pool(self.model.nca.seed(z_p), clean, z_clean, skip)
+
+    def _init_pool(self) -> None:
+        parts = [self._fresh() for _ in range(math.ceil(self.cfg.pool_size / self.cfg.batch))]
+        self.pool = Pool(*(torch.cat([getattr(p, f.name) for p in parts])[: self.cfg.pool_size]
+                           for f in dataclasses.fields(Pool)))
+
+    def _nca_step(self, sample: Pool, step: int) -> tuple[float, torch.Tensor]:
+        cfg = self.cfg
+        steps = int(torch.randint(cfg.min_steps, cfg.max_steps + 1, (1,), generator=self.gen))  # per batch
+        seeds = torch.randint(2**31 - 1, (sample.cells.shape[0],), generator=self.gen).to(self.device)
+        with self._autocast():
+            cells = self.model.nca.run(sample.cells, steps, seeds=seeds)
+            loss = nca_losses(self.model, cells, sample.clean, sample.z_clean, sample.skip)
+        optimizer_step(self.nca_opt, loss, step, 2 * cfg.nca_iterations, cfg.nca_lr)
+        return loss.item(), cells.detach().float()
+
+    def nca_iteration(self) -> float:
+        """One step from fresh seeds, one from pooled states (written back), as in the paper."""
+        self.model.eval()  # autoencoder frozen, BatchNorm in eval mode
+        self.model.nca.train()
+        if self.pool is None:
+            self._init_pool()
+        fresh_loss, _ = self._nca_step(self._fresh(), 2 * self.iteration)
+        idx = torch.randint(self.pool.cells.shape[0], (self.cfg.batch,), generator=self.gen).to(self.pool.cells.device)
+        pooled = Pool(*(getattr(self.pool, f.name)[idx] for f in dataclasses.fields(Pool)))
+        pool_loss, cells = self._nca_step(pooled, 2 * self.iteration + 1)
+        self.pool.cells[idx] = cells
+        return 0.5 * (fresh_loss + pool_loss)
+
+    # -- validation
+    @torch.no_grad()
+    def validate(self, steps: int | None = None) -> dict[str, float]:
+        """Phase 1 scores the autoencoder's oracle (clean latent, degraded skip): the NCA's ceiling."""
+        self.model.eval()
+        psnrs, ssims = [], []
+        for clean, degraded in zip(self.val_clean.split(8), self.val_degraded.split(8)):
+            clean, degraded = clean.to(self.device), degraded.to(self.device)
+            if self.phase == 1:
+                z_clean, _ = self.model.encoder(clean)
+                _, skip = self.model.encoder(degraded)
+                out = self.model.decoder(z_clean, skip)
+            else:
+                out = self.model(degraded, steps=steps or self.model.config.steps)
+            out = quantize8(out.float())
+            psnrs.append(psnr(out, clean))
+            ssims.append(ssim(out, clean))
+        return {"psnr": float(torch.cat(psnrs).mean()), "ssim": float(torch.cat(ssims).mean())}
+
+    def _maybe_keep_best(self, scores: dict[str, float]) -> None:
+        if self.phase == 2 and scores["psnr"] > self.best_psnr:
+            self.best_psnr = scores["psnr"]
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            on_iteration: Callable[[dict], None] | None = None) -> bool:
+        """Train until both phases are done (True) or should_stop() says so (False, resumable)."""
+        while self.phase <= 2:
+            limit = self.cfg.ae_iterations if self.phase == 1 else self.cfg.nca_iterations
+            while self.iteration < limit:
+                if should_stop():
+                    return False
+                started = time.perf_counter()
+                loss = self.ae_iteration() if self.phase == 1 else self.nca_iteration()
+                self.iteration += 1
+                row = {"phase": self.phase, "iteration": self.iteration, "loss": loss,
+                       "seconds": time.perf_counter() - started}
+                if self.iteration % self.cfg.val_every == 0 or self.iteration == limit:
+                    row.update(self.validate())
+                    self._maybe_keep_best(row)
+                self.log(row)
+                if on_iteration:
+                    on_iteration(row)
+            self.phase, self.iteration = self.phase + 1, 0
+        return True
+
+    # -- checkpoints
+    def checkpoint(self) -> dict:
+        return {
+            "train_config": json.dumps(dataclasses.asdict(self.cfg)),
+            "phase": self.phase, "iteration": self.iteration, "best_psnr": self.best_psnr,
+            "best_state": self.best_state, "model": self.model.state_dict(),
+            "ae_opt": self.ae_opt.state_dict(), "nca_opt": self.nca_opt.state_dict(),
+            "pool": self.pool.state() if self.pool is not None else {},
+            "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),  # the latter drives dropout
+        }
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.checkpoint(), tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        saved = TrainConfig(**json.loads(ckpt["train_config"]))
+        if saved.preset != self.cfg.preset or saved.task != self.cfg.task:
+            raise ValueError(f"{path}: checkpoint is for task {saved.task}, preset {saved.preset}")
+        self.model.load_state_dict(ckpt["model"])
+        self.ae_opt.load_state_dict(ckpt["ae_opt"])
+        self.nca_opt.load_state_dict(ckpt["nca_opt"])
+        self.phase, self.iteration = ckpt["phase"], ckpt["iteration"]
+        self.best_psnr, self.best_state = ckpt["best_psnr"], ckpt["best_state"]
+        self.pool = Pool(**ckpt["pool"]) if ckpt["pool"] else None
+        self.gen.set_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    # -- the shipped file
+    def best_model(self) -> LNCA:
+        model = LNCA(self.model.config)
+        model.load_state_dict(self.best_state or self.model.state_dict())
+        return model.eval()
+
+    def choose_steps(self, candidates: Iterator[int] = (16, 24, 32, 48, 64)) -> tuple[int, dict[int, float]]:
+        """Pick the inference step count with the best validation PSNR (validation split only)."""
+        model = self.model
+        self.model = self.best_model().to(self.device)
+        scores = {t: self.validate(steps=t)["psnr"] for t in candidates}
+        self.model = model
+        return max(scores, key=scores.get), scores
+
+    def export(self, path: str | Path, metadata: dict[str, str]) -> dict[int, float]:
+        """Save the best weights with the validation-chosen default step count."""
+        steps, scores = self.choose_steps()
+        best = self.best_model()
+        model = LNCA(dataclasses.replace(best.config, steps=steps))
+        model.load_state_dict(best.state_dict())
+        info = {"task": self.cfg.task, "train_config": json.dumps(dataclasses.asdict(self.cfg)),
+                "val_psnr_by_steps": json.dumps(scores), **metadata}
+        save_weights(model, path, info)
+        return scores
+
+
+def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | Path | None = None,
+          checkpoint: str | Path | None = None, minutes: float | None = None, device: str = "cpu",
+          log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
+          on_iteration: Callable[[dict], None] | None = None) -> dict | None:
+    """Train on a folder of photos and write the best weights to `out`.
+
+    With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out (then
+    returns None; call again to go on). Returns the validation scores of the exported model.
+    """
+    files = list_images(data)
+    if val is None:
+        train_files, val_files = split_photos(files, config.val_fraction, config.seed)
+    else:
+        train_files, val_files = files, list_images(val)
+    torch.manual_seed(config.seed)
+    log_file = open(log_path, "a") if log_path else None
+
+    def log(row: dict) -> None:
+        if log_file:
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+
+    trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log)
+    if checkpoint and Path(checkpoint).exists():
+        trainer.load_checkpoint(checkpoint)
+    deadline = time.monotonic() + 60 * minutes if minutes is not None else math.inf
+
+    def after_iteration(row: dict) -> None:
+        if checkpoint and "psnr" in row:  # a checkpoint at every validation: a crash loses little
+            trainer.save_checkpoint(checkpoint)
+        if on_iteration:
+            on_iteration(row)
+
+    try:
+        finished = trainer.run(lambda: time.monotonic() > deadline, after_iteration)
+        if checkpoint:
+            trainer.save_checkpoint(checkpoint)
+        if not finished:
+            return None
+        scores = trainer.export(out, {"data": str(data), "seed": str(config.seed), **(metadata or {})})
+        return {"val_psnr": trainer.best_psnr, "val_psnr_by_steps": scores}
+    finally:
+        if log_file:
+            log_file.close()
+
+
+def plot_log(log_path: str | Path, png: str | Path) -> None:
+    """Draw the loss curves of a training log (JSONL) to a PNG, one line per phase."""
+    from lnca_cli.plot import line_plot
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    series = {f"phase {p} loss": [(r["iteration"], r["loss"]) for r in rows if r["phase"] == p] for p in (1, 2)}
+    line_plot(series, "lnca training loss", "iteration", "loss", log_y=True).save(png)

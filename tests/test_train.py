@@ -1,0 +1,132 @@
+"""Training: losses, the pool, resumable checkpoints, the export, and `lnca train` end to end."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import write_photo
+from lnca_cli.cli import app
+from lnca_cli.hub import load_weights
+from lnca_cli.train import (TrainConfig, Trainer, cosine_lr, degrade_for_task, normalize_gradients, random_crops,
+                            split_photos)
+
+TINY_RUN = dict(preset="paper", crop=16, batch=2, ae_iterations=3, nca_iterations=3, pool_size=6, val_every=2,
+                min_steps=2, max_steps=4, val_crop=16)
+
+
+def photos(n=4, size=40):
+    return [(torch.rand(3, size, size + 8, generator=torch.Generator().manual_seed(i)) * 255).to(torch.uint8)
+            for i in range(n)]
+
+
+def make_trainer(**overrides) -> Trainer:
+    torch.manual_seed(0)
+    return Trainer(TrainConfig(**{**TINY_RUN, **overrides}), photos(), photos(2))
+
+
+def test_cosine_schedule_reaches_zero_only_at_the_end():
+    assert cosine_lr(1e-2, 0, 100) == pytest.approx(1e-2)
+    assert cosine_lr(1e-2, 50, 100) == pytest.approx(5e-3)
+    assert cosine_lr(1e-2, 100, 100) == pytest.approx(0)
+
+
+def test_gradients_are_normalised_per_tensor():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2, 2))
+    a.grad, b.grad = torch.full((3,), 5.0), torch.full((2, 2), 0.1)
+    normalize_gradients([a, b])
+    assert float(a.grad.norm()) == pytest.approx(1) and float(b.grad.norm()) == pytest.approx(1)
+
+
+def test_crops_are_native_resolution_and_seeded():
+    crops = random_crops(photos(), 5, 16, torch.Generator().manual_seed(1))
+    assert crops.shape == (5, 3, 16, 16) and 0 <= float(crops.min()) and float(crops.max()) <= 1
+    again = random_crops(photos(), 5, 16, torch.Generator().manual_seed(1))
+    assert torch.equal(crops, again)
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblur", "denoise-masked"])
+def test_each_task_degrades(task):
+    clean = torch.rand(2, 3, 16, 16)
+    degraded, mask = degrade_for_task(task, clean, torch.Generator().manual_seed(0))
+    assert degraded.shape == clean.shape and mask.shape == (2, 1, 16, 16)
+    assert not torch.equal(degraded, clean)
+    with pytest.raises(ValueError, match="unknown task"):
+        degrade_for_task("sharpen", clean, torch.Generator())
+
+
+def test_validation_split_is_fixed_and_disjoint():
+    files = [f"{i}.png" for i in range(40)]
+    train, val = split_photos(files, 0.1, seed=3)
+    assert len(val) == 4 and not set(train) & set(val)
+    assert split_photos(files, 0.1, seed=3) == (train, val)
+
+
+def test_phase_two_leaves_the_autoencoder_frozen_and_fills_the_pool():
+    trainer = make_trainer()
+    trainer.run(lambda: trainer.phase == 2 and trainer.iteration == 1)
+    assert trainer.phase == 2
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items() if not k.startswith("nca.")}
+    trainer.nca_iteration()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert trainer.pool.cells.shape[0] == TINY_RUN["pool_size"]
+
+
+def test_resumed_run_equals_an_uninterrupted_run(tmp_path):
+    whole = make_trainer()
+    assert whole.run()
+    halted = make_trainer()
+    assert not halted.run(lambda: halted.phase == 2 and halted.iteration == 2)  # mid-phase 2, pool filled
+    halted.save_checkpoint(tmp_path / "ckpt.pt")
+    resumed = make_trainer(seed=99)  # a different start: everything must come from the checkpoint
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.run()
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert whole.best_psnr == resumed.best_psnr
+
+
+def test_export_keeps_the_best_weights_and_the_recipe(tmp_path):
+    trainer = make_trainer()
+    trainer.run()
+    trainer.export(tmp_path / "m.safetensors", {"note": "test"})
+    model, metadata = load_weights(tmp_path / "m.safetensors")
+    assert metadata["task"] == "denoise" and metadata["note"] == "test"
+    assert json.loads(metadata["train_config"])["crop"] == 16
+    scores = json.loads(metadata["val_psnr_by_steps"])
+    assert scores[str(model.config.steps)] == max(scores.values())  # default steps chosen on validation
+    best = trainer.best_model()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in best.state_dict().items())
+
+
+def test_lnca_train_end_to_end_with_resume(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(5):
+        write_photo(data / f"p{i}.png", size=(40, 36), seed=i)
+    out, ckpt, log, plot = (tmp_path / n for n in ("m.safetensors", "c.pt", "log.jsonl", "loss.png"))
+    args = ["train", "--data", str(data), "--out", str(out), "--preset", "paper", "--crop", "16", "--batch", "2",
+            "--ae-iterations", "2", "--nca-iterations", "2", "--checkpoint", str(ckpt), "--log", str(log),
+            "--plot", str(plot), "--device", "cpu"]
+    runner = CliRunner()
+    stopped = runner.invoke(app, args + ["--minutes", "0"])
+    assert stopped.exit_code == 0, stopped.output
+    assert ckpt.exists() and not out.exists() and "resume" in stopped.stderr
+    finished = runner.invoke(app, args)
+    assert finished.exit_code == 0, finished.output
+    model, metadata = load_weights(out)
+    assert metadata["task"] == "denoise" and plot.stat().st_size > 0
+    assert len(log.read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "sharpen"], "unknown task"),
+    (["--preset", "huge"], "unknown preset"),
+    (["--minutes", "5"], "needs a --checkpoint"),
+])
+def test_lnca_train_bad_settings(tmp_path, args, message):
+    write_photo(tmp_path / "a.png", size=(40, 40))
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors")]
+                                + args)
+    assert result.exit_code == 2 and message in result.stderr
