@@ -285,3 +285,43 @@ def train(
         err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint})")
         return
     print(f"wrote {out}: best validation PSNR {result['val_psnr']:.2f} dB")
+
+
+# ---------------------------------------------------------------- eval
+
+DEFAULT_DEGRADATION = {"denoise": "gaussian:25", "deblur": "motion:7", "denoise-masked": "masked:0.5"}
+
+
+@app.command("eval")
+@friendly
+def eval_command(
+    data: Annotated[str, typer.Option(help="Folder of clean images (e.g. a standard test set).")],
+    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    noise: Annotated[Optional[str], typer.Option("--noise", "--degradation", help="gaussian:SIGMA, poisson:PEAK, "
+                                                 "masked:P, motion:LENGTH[:ANGLE], defocus:SIGMA. Default by "
+                                                 "task: gaussian:25, motion:7, masked:0.5.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Degrade clean images with a fixed seed, restore them, and score PSNR/SSIM against the originals."""
+    from rich.console import Console
+
+    from lnca_cli.api import RestoreSettings, prepare
+    from lnca_cli.evaluate import evaluate, format_table
+
+    settings = RestoreSettings(steps=steps, device=device)
+    loaded = prepare(task, model, settings)
+    spec = noise or DEFAULT_DEGRADATION[task]
+    try:
+        report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(report.to_dict()))
+    else:
+        Console(highlight=False).print(format_table(report))

@@ -1,0 +1,195 @@
+"""Benchmark a model on a folder of clean images: degrade, restore, score (what `lnca eval` runs).
+
+The protocol, which published numbers follow:
+
+- Images: the files directly in the folder whose extension is in ``images.SUPPORTED_EXTENSIONS``,
+  in sorted order, read with ``images.read_image`` at their native size, values in [0, 1].
+  Grayscale images stay one channel; an alpha channel is ignored. An unreadable file stops the
+  evaluation rather than being skipped, since skipping would change the mean.
+- Degradation: the spec (``degrade.parse_degradation``) is applied in float32 on the CPU, with a
+  ``torch.Generator`` seeded with ``seed + i`` for the i-th image, so results are reproducible
+  and adding images does not change the noise of earlier ones.
+- Model input: the degraded float image as it is. Gaussian noise is not clipped, as in the
+  standard denoising benchmarks; the other degradations already lie in [0, 1].
+- Scores: PSNR and SSIM (``metrics``) against the clean image quantised to 8 bits. The restored
+  image is quantised to 8 bits (clipped and rounded, as saving it would) before scoring, and so
+  is the degraded image for the "input" scores: those are what a viewer of the saved files sees.
+  SSIM uses a Gaussian 11x11 window of std 1.5, K1 = 0.01, K2 = 0.03, each colour channel
+  separately (RGB, not luma), averaged. Both metrics use a data range of 1.
+- Seconds: wall time of the restore alone (not reading, degrading or scoring).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.table import Table
+
+from lnca_cli.degrade import parse_degradation
+from lnca_cli.engine import resolve_device, restore_tensor
+from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
+from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, psnr, quantize8, ssim
+from lnca_cli.model import LNCA
+
+GAP = 4  # pixels of white between the panels of a --save image
+METRICS = ("psnr_input", "ssim_input", "psnr", "ssim", "seconds")
+
+
+@dataclass
+class ImageScore:
+    name: str
+    psnr_input: float  # degraded vs clean
+    ssim_input: float
+    psnr: float  # restored vs clean
+    ssim: float
+    seconds: float
+
+
+@dataclass
+class EvalReport:
+    degradation: str
+    model: str
+    steps: int
+    images: list[ImageScore]
+    seed: int = 0
+    device: str = "cpu"
+
+    def mean(self) -> dict[str, float]:
+        """The mean of each metric over the images."""
+        return {key: sum(getattr(s, key) for s in self.images) / len(self.images) for key in METRICS}
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the settings, the protocol, the means and the per-image scores."""
+        return {
+            "degradation": self.degradation,
+            "model": self.model,
+            "steps": self.steps,
+            "device": self.device,
+            "protocol": {
+                "seed": self.seed,
+                "noise_seed": "seed + image index, in sorted file order",
+                "model_input": "degraded float image, unclipped",
+                "quantization": "8-bit: clean, restored and degraded images are clipped and rounded before scoring",
+                "data_range": 1.0,
+                "color_space": "RGB (grayscale images: their one channel)",
+                "ssim": {
+                    "window": "gaussian",
+                    "window_size": SSIM_WINDOW,
+                    "sigma": SSIM_SIGMA,
+                    "k1": SSIM_K1,
+                    "k2": SSIM_K2,
+                    "channels": "each separately, averaged",
+                },
+            },
+            "mean": self.mean(),
+            "images": [dataclasses.asdict(score) for score in self.images],
+        }
+
+
+def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | None = None,
+             device: str | torch.device = "cpu", tile: int | str = "auto", seed: int = 0,
+             limit: int | None = None, save: str | Path | None = None,
+             on_image: Callable[[ImageScore], None] | None = None) -> EvalReport:
+    """Score `model` on the clean images in the folder `data` under `degradation` (see the module doc).
+
+    `limit` keeps the first N images; `save` is a folder that gets one PNG per image, degraded |
+    restored | clean side by side; `on_image` is called with each image's score as it is done.
+    Bad settings and a folder without images raise ValueError before any restoring.
+    """
+    degrade = parse_degradation(degradation)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    paths = image_files(data)[:limit]
+    device = resolve_device(device) if isinstance(device, str) else device
+    steps = model.config.steps if steps is None else steps
+    if save is not None:
+        Path(save).mkdir(parents=True, exist_ok=True)
+    report = EvalReport(degradation, _model_name(model), steps, [], seed=seed, device=str(device))
+    for index, path in enumerate(paths):
+        clean, _ = read_image(path)
+        generator = torch.Generator().manual_seed(seed + index)
+        degraded = degrade(clean[None], generator)[0]
+        start = time.perf_counter()
+        restored = restore_tensor(degraded, model, steps=steps, device=device, tile=tile, seed=seed + index)
+        seconds = time.perf_counter() - start
+        score = score_image(path.name, clean, degraded, restored, seconds)
+        if save is not None:
+            _save_panels(Path(save) / f"{path.name}.png", degraded, restored, clean)
+        report.images.append(score)
+        if on_image:
+            on_image(score)
+    return report
+
+
+def image_files(data: str | Path) -> list[Path]:
+    """The protocol's image set: supported image files directly in the folder, sorted by name.
+
+    Listed here rather than shared with `lnca restore`'s file search, so that the set of
+    benchmark images cannot change when that does.
+    """
+    folder = Path(data)
+    if not folder.is_dir():
+        raise ValueError(f"{data}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"{data}: no images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}) in this folder")
+    return files
+
+
+def score_image(name: str, clean: torch.Tensor, degraded: torch.Tensor, restored: torch.Tensor,
+                seconds: float) -> ImageScore:
+    """Scores of one (C, H, W) image; every image is quantised to 8 bits first."""
+    clean, degraded, restored = (quantize8(x[None]) for x in (clean, degraded, restored))
+    return ImageScore(
+        name=name,
+        psnr_input=psnr(degraded, clean).item(),
+        ssim_input=ssim(degraded, clean).item(),
+        psnr=psnr(restored, clean).item(),
+        ssim=ssim(restored, clean).item(),
+        seconds=seconds,
+    )
+
+
+def side_by_side(degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The three (C, H, W) images in a row, white gaps of GAP pixels between: (C, H, 3W + 2 GAP).
+
+    Clipped to [0, 1], since unclipped Gaussian noise leaves the degraded image outside it.
+    """
+    gap = torch.ones(*clean.shape[:-1], GAP)
+    return torch.cat([degraded, gap, restored, gap, clean], dim=-1).clamp(0, 1)
+
+
+def _save_panels(path: Path, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor) -> None:
+    panels = side_by_side(degraded, restored, clean)
+    gray = panels.shape[0] == 1
+    meta = ImageMeta(mode="L" if gray else "RGB", format="PNG", bit_depth=8, alpha=None, exif=None,
+                     icc_profile=None, grayscale=gray)
+    write_image(path, panels, meta)
+
+
+def _model_name(model: LNCA) -> str:
+    """The name `hub.load_model` gave the model, or "unnamed" for one built in code."""
+    return getattr(model, "info", {}).get("name", "unnamed")
+
+
+def format_table(report: EvalReport) -> Table:
+    """Per-image scores and, in bold, their mean."""
+    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
+    table.add_column("image")
+    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "seconds"):
+        table.add_column(header, justify="right")
+    for score in report.images:
+        table.add_row(score.name, *_cells(dataclasses.asdict(score)))
+    table.add_section()
+    table.add_row("mean", *_cells(report.mean()), style="bold")
+    return table
+
+
+def _cells(scores: dict) -> list[str]:
+    """Table cells for the METRICS in `scores`: dB to 2 places, SSIM to 4, seconds to 2."""
+    places = {"psnr_input": 2, "ssim_input": 4, "psnr": 2, "ssim": 4, "seconds": 2}
+    return [f"{scores[key]:.{places[key]}f}" for key in METRICS]

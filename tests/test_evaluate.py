@@ -1,0 +1,161 @@
+"""evaluate: the benchmark protocol, on tiny random models (their scores mean nothing)."""
+import dataclasses
+import json
+
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+
+from conftest import random_model, write_photo
+from lnca_cli.degrade import parse_degradation
+from lnca_cli.engine import restore_tensor
+from lnca_cli.evaluate import GAP, METRICS, EvalReport, ImageScore, evaluate, format_table, side_by_side
+from lnca_cli.hub import load_model
+from lnca_cli.images import read_image
+from lnca_cli.metrics import psnr, quantize8, ssim
+
+SIZES = {"a.png": ((24, 20), "RGB"), "b.png": ((20, 16), "L"), "c.bmp": ((16, 24), "RGB")}
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of three small images (one grayscale, sizes differ) and things that are not images."""
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for seed, (name, (size, mode)) in enumerate(SIZES.items()):
+        write_photo(folder / name, size=size, mode=mode, seed=seed)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "nested").mkdir()
+    write_photo(folder / "nested" / "d.png")
+    return folder
+
+
+def without_time(report: EvalReport) -> list[tuple]:
+    return [(s.name, s.psnr_input, s.ssim_input, s.psnr, s.ssim) for s in report.images]
+
+
+def test_scores_each_image_in_sorted_order_and_their_mean(photos):
+    seen = []
+    report = evaluate(random_model(), photos, "gaussian:25", on_image=seen.append)
+    assert [s.name for s in report.images] == ["a.png", "b.png", "c.bmp"]
+    assert seen == report.images
+    assert (report.degradation, report.model, report.steps) == ("gaussian:25", "unnamed", 4)
+    mean = report.mean()
+    for key in METRICS:
+        assert mean[key] == pytest.approx(sum(getattr(s, key) for s in report.images) / 3)
+
+
+def test_is_reproducible_and_seeded_per_image(photos):
+    model = random_model()
+    first = evaluate(model, photos, "gaussian:25", seed=3)
+    assert without_time(evaluate(model, photos, "gaussian:25", seed=3)) == without_time(first)
+    # The i-th image's noise depends on seed + i only: dropping later images changes nothing.
+    assert without_time(evaluate(model, photos, "gaussian:25", seed=3, limit=2)) == without_time(first)[:2]
+    other = evaluate(model, photos, "gaussian:25", seed=4)
+    assert all(a.psnr_input != b.psnr_input for a, b in zip(first.images, other.images))
+
+
+def test_input_psnr_matches_the_noise_level(photos):
+    # sigma 25/255 gives 20.2 dB before clipping; clipping the noisy image to [0, 1] removes some error.
+    report = evaluate(random_model(), photos, "gaussian:25")
+    assert all(20.0 < s.psnr_input < 21.5 for s in report.images)
+    weaker = evaluate(random_model(), photos, "gaussian:5")
+    assert all(33.0 < s.psnr_input < 35.0 for s in weaker.images)
+
+
+def test_scores_the_8_bit_images_and_feeds_the_model_unclipped_noise(photos):
+    model = random_model()
+    score = evaluate(model, photos, "gaussian:25", seed=7).images[1]
+    clean = read_image(photos / "b.png")[0][None]  # grayscale, the second image: seeded 7 + 1
+    degraded = parse_degradation("gaussian:25")(clean, torch.Generator().manual_seed(8))
+    assert degraded.min() < 0 and degraded.max() > 1
+    restored = restore_tensor(degraded[0], model, device="cpu", seed=8)[None]
+    assert score.psnr == pytest.approx(psnr(quantize8(restored), clean).item(), abs=1e-5)
+    assert score.ssim == pytest.approx(ssim(quantize8(restored), clean).item(), abs=1e-6)
+    assert score.psnr != pytest.approx(psnr(restored, clean).item(), abs=1e-5)
+    assert score.psnr_input == pytest.approx(psnr(quantize8(degraded), clean).item(), abs=1e-5)
+    assert score.psnr_input != pytest.approx(psnr(degraded, clean).item(), abs=0.1)
+
+
+def test_save_writes_the_three_panels_per_image(photos, tmp_path):
+    evaluate(random_model(), photos, "motion:5:30", save=tmp_path / "out" / "panels")
+    saved = sorted((tmp_path / "out" / "panels").iterdir())
+    assert [p.name for p in saved] == ["a.png.png", "b.png.png", "c.bmp.png"]
+    for path, ((width, height), mode) in zip(saved, SIZES.values()):
+        with Image.open(path) as image:
+            assert image.size == (3 * width + 2 * GAP, height)
+            assert image.mode == mode
+
+
+def test_side_by_side_puts_clipped_panels_between_white_gaps():
+    degraded = torch.full((3, 2, 5), 1.5)
+    restored, clean = torch.zeros(3, 2, 5), torch.full((3, 2, 5), 0.25)
+    row = side_by_side(degraded, restored, clean)
+    assert row.shape == (3, 2, 15 + 2 * GAP)
+    assert torch.equal(row[..., :5], torch.ones(3, 2, 5))
+    assert torch.equal(row[..., 5 : 5 + GAP], torch.ones(3, 2, GAP))
+    assert torch.equal(row[..., 5 + GAP : 10 + GAP], restored)
+    assert torch.equal(row[..., -5:], clean)
+
+
+def test_to_dict_is_json_with_the_protocol(photos, tiny_weights):
+    report = evaluate(load_model(tiny_weights), photos, "masked:0.5", steps=2, seed=1)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert (data["model"], data["steps"], data["device"]) == (tiny_weights, 2, "cpu")
+    assert data["protocol"]["seed"] == 1
+    assert data["protocol"]["ssim"] == {"window": "gaussian", "window_size": 11, "sigma": 1.5, "k1": 0.01,
+                                        "k2": 0.03, "channels": "each separately, averaged"}
+    assert data["mean"] == pytest.approx(report.mean())
+    assert data["images"][0] == pytest.approx(dataclasses.asdict(report.images[0]))
+
+
+def test_format_table_has_a_row_per_image_and_a_mean_row():
+    scores = [ImageScore("x.png", 20.0, 0.5, 30.0, 0.9, 1.0), ImageScore("y.png", 22.0, 0.7, 32.0, 0.8, 3.0)]
+    table = format_table(EvalReport("gaussian:25", "denoise", 64, scores))
+    assert [c.header for c in table.columns] == ["image", "input PSNR", "input SSIM", "PSNR", "SSIM", "seconds"]
+    assert table.row_count == 3 and table.rows[-1].style == "bold"
+    console = Console(record=True, width=120)
+    console.print(table)
+    mean_line = next(line for line in console.export_text().splitlines() if "mean" in line)
+    assert [cell.strip() for cell in mean_line.split("│")[1:-1]] == ["mean", "21.00", "0.6000", "31.00", "0.8500", "2.00"]
+
+
+def test_a_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="no images"):
+        evaluate(random_model(), tmp_path, "gaussian:25")
+    with pytest.raises(ValueError, match="not a folder"):
+        evaluate(random_model(), tmp_path / "missing", "gaussian:25")
+
+
+@pytest.mark.parametrize("spec, limit", [("gaussian", None), ("blur:3", None), ("gaussian:-1", None), ("gaussian:25", 0)])
+def test_bad_settings_fail_before_any_work(photos, tmp_path, spec, limit):
+    with pytest.raises(ValueError, match="degradation" if limit is None else "limit"):
+        evaluate(random_model(), photos, spec, limit=limit, save=tmp_path / "panels")
+    assert not (tmp_path / "panels").exists()
+
+
+# ---------------------------------------------------------------- lnca eval
+
+
+def test_lnca_eval_prints_a_table_and_json(tmp_path, tiny_weights):
+    from typer.testing import CliRunner
+
+    from lnca_cli.cli import app
+
+    data = tmp_path / "clean"
+    data.mkdir()
+    for i in range(2):
+        write_photo(data / f"{i}.png", size=(24, 20), seed=i)
+    runner = CliRunner()
+    table = runner.invoke(app, ["eval", "--data", str(data), "-m", tiny_weights, "--noise", "gaussian:15"])
+    assert table.exit_code == 0, table.output
+    assert "mean" in table.stdout and "0.png" in table.stdout
+    as_json = runner.invoke(app, ["eval", "--data", str(data), "-m", tiny_weights, "--json", "--save",
+                                  str(tmp_path / "panels")])
+    report = json.loads(as_json.stdout)
+    assert report["degradation"] == "gaussian:25" and len(report["images"]) == 2
+    assert len(list((tmp_path / "panels").glob("*.png"))) == 2
+    bad = runner.invoke(app, ["eval", "--data", str(data), "-m", tiny_weights, "--noise", "blur:3"])
+    assert bad.exit_code == 2 and "unknown degradation" in bad.stderr
