@@ -42,6 +42,7 @@ class RestoreSettings:
     seed: int = 0
     quality: int = 95  # JPEG/WebP quality
     overwrite: bool = False
+    offline: bool = False  # use bundled or cached models only, never download
 
 
 @dataclass
@@ -134,7 +135,7 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
     try:
         precision(resolve_device(settings.device), settings.half)
-        model = load_model(model_name, task)
+        model = load_model(model_name, task, settings.offline)
     except (DeviceError, WeightsError) as exc:
         raise SettingsError(str(exc)) from None
     steps = settings.steps or model.config.steps

@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -31,8 +32,12 @@ err = Console(stderr=True, highlight=False, markup=False, emoji=False)  # file n
 STATE = {"debug": False}
 
 
-def fail(message: str, code: int = 2) -> None:
+def print_error(message: str) -> None:
     err.print(Text("error:", style="red"), message, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -42,15 +47,16 @@ def friendly(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from lnca_cli.api import SettingsError
+        from lnca_cli.hub import WeightsError
 
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except SettingsError as exc:
+        except (SettingsError, WeightsError) as exc:  # their messages are written for users
             if STATE["debug"]:
                 raise
-            fail(str(exc), 2)
+            fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
         except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
             if STATE["debug"]:
                 raise
@@ -132,6 +138,8 @@ def restore(
                                                   "Default: beside each input.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. "
                                                  "Default: the task's model.")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never download a model: use bundled or cached ones "
+                                          "(also HF_HUB_OFFLINE=1).")] = False,
     steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
     tile: Annotated[str, typer.Option(help="Tile side in pixels; 0 for no tiling; auto from memory.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -150,7 +158,7 @@ def restore(
     from lnca_cli.api import RestoreSettings, plan_jobs, prepare, restore_files
 
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
-                               quality=quality, overwrite=overwrite)
+                               quality=quality, overwrite=overwrite, offline=offline)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
     loaded = prepare(task, model, settings)
     if "train_config" not in loaded.info and not quiet:
@@ -187,6 +195,155 @@ app.command("deblur")(_task_command("deblur"))
 app.command("restore")(restore)
 
 
+# ---------------------------------------------------------------- models
+
+models_app = typer.Typer(help="Pretrained models: list, download, check. A model is used from the package, else "
+                         "from the Hugging Face cache, else downloaded once.", no_args_is_help=True,
+                         context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(models_app, name="models")
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _quality(quality: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in quality.items()) or "-"
+
+
+def _where(entry) -> tuple[str, Path | None]:
+    """Where a model's file is, for people: bundled, cached, remote, or unpublished (no sha256 yet)."""
+    from lnca_cli.hub import locate
+
+    where, path = locate(entry)
+    return ("unpublished" if where == "remote" and entry.sha256 is None else where), path
+
+
+@models_app.command("list")
+@friendly
+def models_list() -> None:
+    """The registry's models: task, size, quality and where each is (bundled, cached or remote)."""
+    from rich import box
+    from rich.table import Table
+
+    from lnca_cli.hub import load_registry
+
+    registry = load_registry()
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("name", "task", "default", "size", "quality", "where"):
+        table.add_column(column, no_wrap=column != "quality", min_width=len(column))
+    for entry in registry.models.values():
+        default = "yes" if registry.defaults[entry.task] == entry.name else ""
+        table.add_row(entry.name, entry.task, default, _size(entry.size), _quality(entry.quality), _where(entry)[0])
+    Console(highlight=False).print(table)
+
+
+@models_app.command("download")
+@friendly
+def models_download(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names, or tasks for their default models.",
+                                                         show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model in the registry.")] = False,
+) -> None:
+    """Download models once into the Hugging Face cache, checking each file's sha256."""
+    from lnca_cli.hub import WeightsError, fetch, load_registry, locate
+
+    if all_models == bool(names):
+        fail("give model names, or --all")
+    registry = load_registry()
+    entries = list(registry.models.values()) if all_models else [registry.entry(name) for name in names]
+    failed = 0
+    for entry in entries:
+        try:
+            path = fetch(entry)
+        except WeightsError as exc:
+            print_error(str(exc))
+            failed += 1
+            continue
+        err.print(f"{entry.name}: {locate(entry)[0]}, sha256 ok: {path}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("info")
+@friendly
+def models_info(name: Annotated[str, typer.Argument(help="Model name, or a task for its default model.")]) -> None:
+    """What the registry says about a model, and where its file is."""
+    from lnca_cli.hub import load_registry
+
+    registry = load_registry()
+    entry = registry.entry(name)
+    where, path = _where(entry)
+    rows = {
+        "name": entry.name,
+        "task": entry.task + (" (its default model)" if registry.defaults[entry.task] == entry.name else ""),
+        "repo": f"{entry.repo_id} at {entry.revision}",
+        "file": entry.filename,
+        "size": _size(entry.size),
+        "sha256": entry.sha256 or "none: not published yet",
+        "recipe": entry.recipe or "-",
+        "quality": _quality(entry.quality) if entry.quality else "not measured yet",
+        "where": f"{where} {path}" if path else where,
+    }
+    for key, value in rows.items():
+        print(f"{key + ':':9}{value}")
+
+
+@models_app.command("verify")
+@friendly
+def models_verify() -> None:
+    """Check the sha256 of every bundled or cached model file; exit 1 if any is bad."""
+    from lnca_cli.hub import load_registry, locate, matches
+
+    checked = bad = 0
+    for entry in load_registry().models.values():
+        where, path = locate(entry)
+        if path is None:
+            continue
+        ok = matches(entry, path)
+        checked, bad = checked + 1, bad + (not ok)
+        print(f"{'ok' if ok else 'BAD':4} {entry.name:20} {where:8} {path}")
+    if bad:
+        fail(f"{bad} of {checked} model files do not match the registry's sha256: `lnca models download NAME` "
+             f"replaces a cached file; reinstall lnca for a bundled one", 1)
+    if not checked:
+        err.print("no bundled or cached model files to check")
+
+
+@models_app.command("path")
+@friendly
+def models_path(name: Annotated[str, typer.Argument(help="Model name, or a task for its default model.")]) -> None:
+    """Print the local file of a model (checked; never downloads), for scripts."""
+    from lnca_cli.hub import fetch, load_registry, locate
+
+    entry = load_registry().entry(name)
+    if locate(entry)[1] is None:
+        fail(f"model '{entry.name}' is neither bundled nor cached here; get it with `lnca models download "
+             f"{entry.name}`", 1)
+    print(fetch(entry, offline=True))
+
+
+@models_app.command("register")
+@friendly
+def models_register(
+    path: Annotated[str, typer.Argument(help="The .safetensors file to publish.")],
+    name: Annotated[str, typer.Option(help="Model name, e.g. denoise-v1.")],
+    task: Annotated[Optional[str], typer.Option(help="Its task; needed for a new model.")] = None,
+) -> None:
+    """For maintainers: record a weights file's sha256 and size in the registry (weights/models.json)."""
+    from lnca_cli.hub import register, registry_path
+
+    entry = register(path, name, task)
+    print(f"{registry_path()}: {entry.name} = {entry.filename}, {entry.size} bytes, sha256 {entry.sha256}")
+    print(f"publish it: upload {path} as {entry.filename} to {entry.repo_id} and tag that commit {entry.revision}")
+
+
 # ---------------------------------------------------------------- info
 
 
@@ -197,17 +354,16 @@ def info() -> None:
     import torch
 
     from lnca_cli.engine import resolve_device
-    from lnca_cli.hub import bundled_models, read_metadata
+    from lnca_cli.hub import load_registry
 
     device = resolve_device("auto")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     print(f"lnca {__version__}, torch {torch.__version__}, Python {platform.python_version()}")
     print(f"device: {device} ({name})")
-    models = bundled_models()
-    print("models:" if models else "models: none bundled")
-    for model_name, path in models.items():
-        metadata = read_metadata(path)
-        print(f"  {model_name:16} task={metadata.get('task', '?'):15} {path}")
+    print("models (lnca models list):")
+    for entry in load_registry().models.values():
+        where, path = _where(entry)
+        print(f"  {entry.name:18} task={entry.task:15} {path or where}")
 
 
 # ---------------------------------------------------------------- train
@@ -306,6 +462,8 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
     save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
+    oracle: Annotated[bool, typer.Option(help="Score the autoencoder's ceiling instead: decode the clean image's "
+                                         "latent with the degraded image's skip (no NCA).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Degrade clean images with a fixed seed, restore them, and score PSNR/SSIM against the originals."""
@@ -318,7 +476,8 @@ def eval_command(
     loaded = prepare(task, model, settings)
     spec = noise or DEFAULT_DEGRADATION[task]
     try:
-        report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save)
+        report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save,
+                          oracle=oracle)
     except ValueError as exc:
         fail(str(exc))
     if as_json:

@@ -93,8 +93,7 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     if tile_px < 0:
         raise ValueError(f"tile must be 0 (no tiling) or a positive number of pixels, got {tile_px}")
 
-    gray = image.shape[0] == 1
-    rgb = image.expand(3, -1, -1) if gray else image
+    rgb = _as_rgb(image)
     height, width = rgb.shape[-2:]
     grid_h, grid_w = math.ceil(height / scale), math.ceil(width / scale)
     tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, halo_cells(steps))
@@ -105,7 +104,27 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
         paste_core(output, output_window, t, scale)
         if on_tile:
             on_tile(done, len(tiles))
-    return output.mean(0, keepdim=True) if gray else output
+    return _like(output, image)
+
+
+def _as_rgb(image: torch.Tensor) -> torch.Tensor:
+    """The model sees colour: a grayscale (1, H, W) image is repeated on three channels."""
+    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
+
+
+def _like(rgb: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Back to the input's channels: a grayscale input gets the mean of the restored channels."""
+    return rgb.mean(0, keepdim=True) if image.shape[0] == 1 else rgb
+
+
+@torch.inference_mode()
+def oracle_tensor(clean: torch.Tensor, degraded: torch.Tensor, model: LNCA,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """LNCA.oracle on (C, H, W) images, untiled: what a perfect NCA would give with this autoencoder."""
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    model = model.to(device).eval()
+    result = model.oracle(_as_rgb(clean)[None].to(device), _as_rgb(degraded)[None].to(device))[0].float().cpu()
+    return _like(result, clean)
 
 
 def _restore_window(image: torch.Tensor, t: Tile, model: LNCA, steps: int, scale: int, device: torch.device,

@@ -30,7 +30,7 @@ import torch
 from rich.table import Table
 
 from lnca_cli.degrade import parse_degradation
-from lnca_cli.engine import resolve_device, restore_tensor
+from lnca_cli.engine import oracle_tensor, resolve_device, restore_tensor
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, psnr, quantize8, ssim
 from lnca_cli.model import LNCA
@@ -92,12 +92,13 @@ class EvalReport:
 
 def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | None = None,
              device: str | torch.device = "cpu", tile: int | str = "auto", seed: int = 0,
-             limit: int | None = None, save: str | Path | None = None,
+             limit: int | None = None, save: str | Path | None = None, oracle: bool = False,
              on_image: Callable[[ImageScore], None] | None = None) -> EvalReport:
     """Score `model` on the clean images in the folder `data` under `degradation` (see the module doc).
 
     `limit` keeps the first N images; `save` is a folder that gets one PNG per image, degraded |
     restored | clean side by side; `on_image` is called with each image's score as it is done.
+    `oracle` scores the autoencoder's ceiling instead of the model (see LNCA.oracle).
     Bad settings and a folder without images raise ValueError before any restoring.
     """
     degrade = parse_degradation(degradation)
@@ -108,13 +109,17 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
     steps = model.config.steps if steps is None else steps
     if save is not None:
         Path(save).mkdir(parents=True, exist_ok=True)
-    report = EvalReport(degradation, _model_name(model), steps, [], seed=seed, device=str(device))
+    name = _model_name(model) + (" (oracle)" if oracle else "")
+    report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device))
     for index, path in enumerate(paths):
         clean, _ = read_image(path)
         generator = torch.Generator().manual_seed(seed + index)
         degraded = degrade(clean[None], generator)[0]
         start = time.perf_counter()
-        restored = restore_tensor(degraded, model, steps=steps, device=device, tile=tile, seed=seed + index)
+        if oracle:
+            restored = oracle_tensor(clean, degraded, model, device)
+        else:
+            restored = restore_tensor(degraded, model, steps=steps, device=device, tile=tile, seed=seed + index)
         seconds = time.perf_counter() - start
         score = score_image(path.name, clean, degraded, restored, seconds)
         if save is not None:

@@ -252,6 +252,14 @@ class LNCA(nn.Module):
         return out[..., :height, :width]
 
 
+    def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+        """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""
+        height, width = clean.shape[-2:]
+        z_clean, _ = self.encoder(pad_to_multiple(clean, self.config.downsample))
+        _, skip = self.encoder(pad_to_multiple(degraded, self.config.downsample))
+        return self.decoder(z_clean, skip)[..., :height, :width]
+
+
 class PixelNCA(nn.Module):
     """The baseline the paper compares against: the same NAFCA rule with one cell per pixel.
 

@@ -1,11 +1,27 @@
 """Shared fixtures: tiny randomly initialised models (nothing here pretends to be trained)."""
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from lnca_cli.cli import app
 from lnca_cli.hub import save_weights
 from lnca_cli.model import LNCA, LNCAConfig
+
+
+def pytest_configure(config):
+    """No test may reach huggingface.co. huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE once, at
+    import, and uses them for requests lnca does not direct (2.x looks up a list of "agent harnesses").
+    So before it is imported: a local address where nothing listens, and online mode, which the
+    download tests need (they point lnca at their own local server)."""
+    assert "huggingface_hub" not in sys.modules, "huggingface_hub was imported before the tests could set it up"
+    os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    os.environ.pop("HF_HUB_OFFLINE", None)
+
 
 TINY = LNCAConfig(ae_channels=4, latent_channels=8, hidden_channels=8, embed_dim=16, steps=4)
 
@@ -46,3 +62,11 @@ def write_photo(path, size=(24, 20), mode="RGB", seed=0) -> None:
     channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
     pixels = (rng.random((h, w, channels)) * 255).astype(np.uint8)
     Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(path)
+
+
+def lnca(*args) -> "click.testing.Result":  # noqa: F821
+    """Run `lnca ARGS` in-process; a crash (any exception but an exit) fails the test at once."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"lnca {' '.join(map(str, args))} crashed") from result.exception
+    return result

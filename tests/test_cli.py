@@ -13,26 +13,16 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import lnca_cli
 import lnca_cli.engine as engine
-from conftest import random_model, write_photo
-from lnca_cli.cli import app
+from conftest import lnca, random_model, write_photo
 from lnca_cli.hub import save_weights
 from lnca_cli.images import read_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 JSON_KEYS = {"input", "output", "status", "seconds", "size", "error"}
-
-
-def lnca(*args) -> "click.testing.Result":  # noqa: F821
-    """Run `lnca ARGS` in-process; a crash (any exception but an exit) fails the test at once."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"lnca {' '.join(map(str, args))} crashed") from result.exception
-    return result
 
 
 def lnca_process(*args, stdin: bytes = b"", cwd=None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from rich.console import Console
 from conftest import random_model, write_photo
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.engine import restore_tensor
-from lnca_cli.evaluate import GAP, METRICS, EvalReport, ImageScore, evaluate, format_table, side_by_side
+from lnca_cli.evaluate import GAP, METRICS, EvalReport, ImageScore, evaluate, format_table, score_image, side_by_side
 from lnca_cli.hub import load_model
 from lnca_cli.images import read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
@@ -159,3 +159,17 @@ def test_lnca_eval_prints_a_table_and_json(tmp_path, tiny_weights):
     assert len(list((tmp_path / "panels").glob("*.png"))) == 2
     bad = runner.invoke(app, ["eval", "--data", str(data), "-m", tiny_weights, "--noise", "blur:3"])
     assert bad.exit_code == 2 and "unknown degradation" in bad.stderr
+
+
+def test_oracle_scores_the_autoencoder_ceiling(tmp_path):
+    from lnca_cli.engine import oracle_tensor  # noqa: PLC0415
+
+    for i in range(2):
+        write_photo(tmp_path / f"{i}.png", size=(24, 20), mode="L" if i else "RGB", seed=i)
+    model = random_model(sharp=True)
+    report = evaluate(model, tmp_path, "gaussian:25", oracle=True)
+    assert report.model.endswith("(oracle)")
+    clean, _ = read_image(tmp_path / "1.png")
+    degraded = parse_degradation("gaussian:25")(clean[None], torch.Generator().manual_seed(1))[0]
+    expected = score_image("1.png", clean, degraded, oracle_tensor(clean, degraded, model), 0.0)
+    assert report.images[1].psnr == pytest.approx(expected.psnr)

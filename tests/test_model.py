@@ -133,3 +133,15 @@ def test_safetensors_without_config_is_refused(tmp_path):
     save_file({"x": torch.zeros(2)}, str(path))
     with pytest.raises(WeightsError, match="not an lnca weights file"):
         load_weights(path)
+
+
+def test_oracle_decodes_the_clean_latent_with_the_degraded_skip():
+    model = random_model(sharp=True)
+    clean, degraded = torch.rand(1, 3, 18, 22), torch.rand(1, 3, 18, 22)
+    with torch.no_grad():
+        out = model.oracle(clean, degraded)
+        z_clean, _ = model.encoder(pad_to_multiple(clean))
+        _, skip = model.encoder(pad_to_multiple(degraded))
+        expected = model.decoder(z_clean, skip)[..., :18, :22]
+    assert torch.equal(out, expected)
+    assert not torch.equal(out, model.oracle(degraded, degraded))
