@@ -376,8 +376,8 @@ def train(
     out: Annotated[str, typer.Option(help="Where to write the best weights (.safetensors).")],
     task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
     val: Annotated[Optional[str], typer.Option(help="Validation photos. Default: a fixed 5% of --data.")] = None,
-    preset: Annotated[str, typer.Option(help="Architecture: wide (default) or paper. 'paper' also "
-                                        "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide",
+    preset: Annotated[str, typer.Option(help="Architecture: wide-dw (default), wide or paper. 'paper' also "
+                                        "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide-dw",
     crop: Annotated[Optional[int], typer.Option(help="Crop side in pixels (native resolution).")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Crops per batch.")] = None,
     ae_iterations: Annotated[Optional[int], typer.Option(help="Phase 1 (autoencoder) batches.")] = None,
@@ -397,12 +397,13 @@ def train(
 
     from lnca_cli.api import SettingsError
     from lnca_cli.engine import resolve_device
+    from lnca_cli.model import PRESETS
     from lnca_cli.train import TASKS, TrainConfig, list_images, plot_log, train as run_training
 
     if task not in TASKS:
         raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
-    if preset not in ("wide", "paper"):
-        raise SettingsError(f"unknown preset '{preset}'; expected wide or paper")
+    if preset not in PRESETS:
+        raise SettingsError(f"unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
     if minutes is not None and not checkpoint:
         raise SettingsError("--minutes stops early and needs a --checkpoint to resume from")
     if plot and not log:
@@ -411,7 +412,7 @@ def train(
         files = list_images(data)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    config = TrainConfig.paper(task, len(files)) if preset == "paper" else TrainConfig(task=task)
+    config = TrainConfig.paper(task, len(files)) if preset == "paper" else TrainConfig(task=task, preset=preset)
     overrides = dict(crop=crop, batch=batch, ae_iterations=ae_iterations, nca_iterations=nca_iterations,
                      nca_lr=nca_lr)
     config = replace(config, seed=seed, **{k: v for k, v in overrides.items() if v is not None})

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+PERCEPTIONS = ("gate", "depthwise")
+
+
 @dataclass(frozen=True)
 class LNCAConfig:
     """Everything needed to rebuild a model; saved in the weights file's metadata."""
@@ -29,12 +32,15 @@ class LNCAConfig:
     update_rate: float = 1.0  # probability that a cell updates at a step
     downsample: int = 4  # pixels per latent cell, per side (two stride-2 stages)
     dropout: float = 0.1
+    perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
 
     def __post_init__(self) -> None:
         if self.downsample != 4:
             raise ValueError(f"downsample must be 4 (two stride-2 stages), got {self.downsample}")
         if not 0.0 < self.update_rate <= 1.0:
             raise ValueError(f"update_rate must be in (0, 1], got {self.update_rate}")
+        if self.perception not in PERCEPTIONS:
+            raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
         for field in ("image_channels", "ae_channels", "latent_channels", "hidden_channels", "embed_dim", "steps"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
@@ -59,6 +65,7 @@ class LNCAConfig:
 PRESETS = {
     "paper": LNCAConfig(),  # the paper's exact sizes: 3.7k autoencoder + 47k NAFCA
     "wide": LNCAConfig(ae_channels=16, latent_channels=48),  # wider latent and skip: see weights/README.md
+    "wide-dw": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise"),  # ... and NAFNet's 3x3
 }
 
 
@@ -136,15 +143,23 @@ def simple_gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class NAFCA(nn.Module):
-    """The NAFNet-style update rule; its only neighbour exchange is one 3x3 conv to a 1-channel gate."""
+    """The NAFNet-style update rule. A cell sees its 3x3 neighbours through one conv per step:
 
-    def __init__(self, cell_channels: int, update_channels: int, embed_dim: int, dropout: float):
+    - "gate" (the paper): a 3x3 conv to a 1-channel spatial gate, so neighbours reach a cell only
+      through one scalar; the channel split is 1x1.
+    - "depthwise": NAFNet's own depthwise 3x3 conv in the split, so every channel sees its
+      neighbours, and the gate becomes 1x1. Still one cell of reach per step (same halo).
+    """
+
+    def __init__(self, cell_channels: int, update_channels: int, embed_dim: int, dropout: float,
+                 perception: str = "gate"):
         super().__init__()
         d, e = cell_channels, embed_dim
+        split_k, gate_k = (3, 1) if perception == "depthwise" else (1, 3)
         self.norm1 = LayerNorm2d(d)
         self.expand = nn.Conv2d(d, e, 1)
-        self.split = nn.Conv2d(e, 2 * e, 1, groups=e)
-        self.spatial_gate = nn.Conv2d(e, 1, 3, padding=1)
+        self.split = nn.Conv2d(e, 2 * e, split_k, padding=split_k // 2, groups=e)
+        self.spatial_gate = nn.Conv2d(e, 1, gate_k, padding=gate_k // 2)
         self.project = nn.Conv2d(e, d, 1)
         self.norm2 = LayerNorm2d(d)
         self.ffn_in = nn.Conv2d(d, 2 * e, 1)
@@ -194,11 +209,11 @@ class NCA(nn.Module):
     """A cellular automaton of cells [in | out | hidden] updated by NAFCA; `in` is never updated."""
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int, embed_dim: int, dropout: float,
-                 update_rate: float):
+                 update_rate: float, perception: str = "gate"):
         super().__init__()
         self.in_channels, self.out_channels, self.update_rate = in_channels, out_channels, update_rate
         self.rule = NAFCA(in_channels + out_channels + hidden_channels, out_channels + hidden_channels,
-                          embed_dim, dropout)
+                          embed_dim, dropout, perception)
         self.hidden_channels = hidden_channels
 
     def seed(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -236,7 +251,8 @@ class LNCA(nn.Module):
         c = config
         self.encoder = Encoder(c)
         self.decoder = Decoder(c)
-        self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate)
+        self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate,
+                       c.perception)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
                        seeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -270,7 +286,8 @@ class PixelNCA(nn.Module):
         super().__init__()
         self.config = config
         c = config.image_channels
-        self.nca = NCA(c, c, config.hidden_channels, config.embed_dim, config.dropout, config.update_rate)
+        self.nca = NCA(c, c, config.hidden_channels, config.embed_dim, config.dropout, config.update_rate,
+                       config.perception)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         cells = self.nca.run(self.nca.seed(x), steps or self.config.steps)

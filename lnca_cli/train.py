@@ -42,7 +42,7 @@ def degrade_for_task(task: str, clean: torch.Tensor, gen: torch.Generator) -> tu
 @dataclass
 class TrainConfig:
     task: str = "denoise"
-    preset: str = "wide"
+    preset: str = "wide-dw"
     crop: int = 64
     batch: int = 16
     ae_iterations: int = 2000

@@ -12,11 +12,13 @@ from lnca_cli.tiling import plan_tiles
 EIGHT_BIT = 1 / 255
 #: The paper's sizes, randomised: neighbour exchanges strong enough that a short halo shows.
 SHARP = LNCAConfig(**{**PRESETS["paper"].to_dict(), "steps": 6})
+SHARP_DEPTHWISE = LNCAConfig(**{**SHARP.to_dict(), "perception": "depthwise"})
 
 
-@pytest.mark.parametrize("size", [(157, 203), (64, 64), (33, 130)])
-def test_tiled_output_equals_untiled(size):
-    model = random_model(SHARP, sharp=True)
+@pytest.mark.parametrize("config, size", [(SHARP, (157, 203)), (SHARP, (64, 64)), (SHARP, (33, 130)),
+                                          (SHARP_DEPTHWISE, (157, 203))])
+def test_tiled_output_equals_untiled(config, size):
+    model = random_model(config, sharp=True)
     image = torch.rand(3, *size)
     whole = restore_tensor(image, model, tile=0, device="cpu")
     tiled = restore_tensor(image, model, tile=40, device="cpu")
@@ -26,9 +28,10 @@ def test_tiled_output_equals_untiled(size):
     assert float((whole - direct).abs().max()) < 1e-5
 
 
-def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch):
+@pytest.mark.parametrize("config", [SHARP, SHARP_DEPTHWISE])
+def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config):
     """Guards the test above: with a halo one NCA step short, tiles disagree with the whole image."""
-    model = random_model(SHARP, sharp=True)
+    model = random_model(config, sharp=True)
     image = torch.rand(3, 157, 203)
     whole = restore_tensor(image, model, tile=0, device="cpu")
     monkeypatch.setattr(engine, "halo_cells", lambda steps: steps - 1)

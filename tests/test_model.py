@@ -23,6 +23,33 @@ def test_wide_preset_sizes():
     assert 4 * count_parameters(model) < 1_000_000  # ships under 1 MB in float32
 
 
+def test_depthwise_perception_gives_every_channel_a_3x3_view_for_a_few_parameters():
+    gate, depthwise = LNCA(PRESETS["wide"]), LNCA(PRESETS["wide-dw"])
+    assert depthwise.nca.rule.split.kernel_size == (3, 3)
+    assert depthwise.nca.rule.spatial_gate.kernel_size == (1, 1)
+    assert gate.nca.rule.split.kernel_size == (1, 1)
+    extra = count_parameters(depthwise) - count_parameters(gate)
+    assert extra == 2 * 128 * 8 - 128 * 8  # split: 8 more weights per channel; gate: 8 fewer per channel
+    assert 4 * count_parameters(depthwise) < 1_000_000
+
+
+def test_a_cell_sees_one_neighbour_further_per_step_with_either_perception():
+    for perception in ("gate", "depthwise"):
+        model = random_model(LNCAConfig(**{**TINY.to_dict(), "perception": perception}), sharp=True)
+        cells = model.nca.seed(torch.zeros(1, TINY.latent_channels, 9, 9))
+        poked = cells.clone()
+        poked[0, 0, 4, 4] = 5.0
+        with torch.no_grad():
+            changed = (model.nca.run(poked, 2) - model.nca.run(cells, 2)).abs().sum(1)[0] > 0
+        rows, cols = changed.nonzero(as_tuple=True)
+        assert (rows.min(), rows.max(), cols.min(), cols.max()) == (2, 6, 2, 6), perception
+
+
+def test_unknown_perception_is_refused():
+    with pytest.raises(ValueError, match="perception"):
+        LNCAConfig(perception="telepathy")
+
+
 @pytest.mark.parametrize("size", [(32, 32), (37, 50), (1, 1), (3, 7), (64, 17)])
 def test_any_size_is_padded_and_cropped_back(size):
     model = random_model()
