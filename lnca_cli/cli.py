@@ -384,6 +384,8 @@ def train(
     nca_iterations: Annotated[Optional[int], typer.Option(help="Phase 2 (NCA) batches.")] = None,
     nca_lr: Annotated[Optional[float], typer.Option(help="Phase 2 learning rate.")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Resume from / save to this checkpoint.")] = None,
+    autoencoder: Annotated[Optional[str], typer.Option(help="Skip phase 1: train the NCA on the autoencoder of "
+                                                       "this trained model (.safetensors) of the same sizes.")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly after this long (resume later "
                                                      "with --checkpoint).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
@@ -433,9 +435,12 @@ def train(
                       f"val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
 
     with progress:
-        result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
-                              device=device_name, log_path=log, on_iteration=on_iteration,
-                              metadata={"hardware": device_name})
+        try:
+            result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
+                                  device=device_name, log_path=log, on_iteration=on_iteration,
+                                  autoencoder=autoencoder, metadata={"hardware": device_name})
+        except ValueError as exc:  # unusable photos or autoencoder: the user's to fix
+            fail(str(exc))
     if plot:
         plot_log(log, plot)
     if result is None:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lnca_cli import degrade
-from lnca_cli.hub import TASKS, save_weights
+from lnca_cli.hub import TASKS, load_weights, save_weights
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig
@@ -346,6 +346,18 @@ class Trainer:
             self.phase, self.iteration = self.phase + 1, 0
         return True
 
+    def adopt_autoencoder(self, source: LNCA) -> None:
+        """Take a trained model's autoencoder and go straight to phase 2: another NCA on the same
+        latent (how the architecture table compares update rules on equal ground)."""
+        try:
+            self.model.encoder.load_state_dict(source.encoder.state_dict())
+            self.model.decoder.load_state_dict(source.decoder.state_dict())
+        except RuntimeError:
+            raise ValueError(f"its autoencoder does not fit preset '{self.cfg.preset}' (latent "
+                             f"{source.config.latent_channels} channels, skip {source.config.ae_channels}; the preset "
+                             f"has {self.model.config.latent_channels} and {self.model.config.ae_channels})") from None
+        self.phase, self.iteration = 2, 0
+
     # -- checkpoints
     def checkpoint(self) -> dict:
         return {
@@ -406,11 +418,12 @@ class Trainer:
 def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | Path | None = None,
           checkpoint: str | Path | None = None, minutes: float | None = None, device: str = "cpu",
           log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
-          on_iteration: Callable[[dict], None] | None = None) -> dict | None:
+          autoencoder: str | Path | None = None, on_iteration: Callable[[dict], None] | None = None) -> dict | None:
     """Train on a folder of photos and write the best weights to `out`.
 
     With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out (then
-    returns None; call again to go on). Returns the validation scores of the exported model.
+    returns None; call again to go on). With `autoencoder` (a weights file), phase 1 is skipped and
+    that model's autoencoder is used. Returns the validation scores of the exported model.
     """
     files = list_images(data)
     if val is None:
@@ -428,6 +441,11 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
     trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log)
     if checkpoint and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
+    elif autoencoder is not None:
+        try:
+            trainer.adopt_autoencoder(load_weights(autoencoder)[0])
+        except ValueError as exc:
+            raise ValueError(f"{autoencoder}: {exc}") from None
     deadline = time.monotonic() + 60 * minutes if minutes is not None else math.inf
 
     def after_iteration(row: dict) -> None:

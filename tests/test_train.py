@@ -130,3 +130,28 @@ def test_lnca_train_bad_settings(tmp_path, args, message):
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors")]
                                 + args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_lnca_train_on_another_models_autoencoder_skips_phase_1(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(4):
+        write_photo(data / f"p{i}.png", size=(40, 36), seed=i)
+    source = make_trainer()
+    source.run()
+    source.export(tmp_path / "source.safetensors", {})
+    out, log = tmp_path / "m.safetensors", tmp_path / "log.jsonl"
+    args = ["train", "--data", str(data), "--out", str(out), "--preset", "paper", "--crop", "16", "--batch", "2",
+            "--ae-iterations", "5", "--nca-iterations", "2", "--log", str(log), "--device", "cpu",
+            "--autoencoder", str(tmp_path / "source.safetensors")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {json.loads(line)["phase"] for line in log.read_text().splitlines()} == {2}
+    model, _ = load_weights(out)
+    reference, _ = load_weights(tmp_path / "source.safetensors")
+    for part in ("encoder", "decoder"):
+        ours, theirs = getattr(model, part).state_dict(), getattr(reference, part).state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in ours.items())
+
+    wider = CliRunner().invoke(app, args[:-2] + ["--preset", "wide", "--autoencoder", str(tmp_path / "source.safetensors")])
+    assert wider.exit_code == 2 and "does not fit preset 'wide'" in wider.stderr
