@@ -7,9 +7,9 @@
 """
 __version__ = "0.1.0"
 
-from lnca_cli.api import FileResult, Job, RestoreSettings, restore_file, restore_files  # noqa: E402
+from lnca_cli.api import FileResult, Job, RestoreSettings, Stop, restore_file, restore_files  # noqa: E402
 from lnca_cli.engine import restore  # noqa: E402
 from lnca_cli.hub import load_model  # noqa: E402
 
-__all__ = ["FileResult", "Job", "RestoreSettings", "__version__", "load_model", "restore", "restore_file",
+__all__ = ["FileResult", "Job", "RestoreSettings", "Stop", "__version__", "load_model", "restore", "restore_file",
            "restore_files"]

@@ -1,11 +1,17 @@
 """File-level API: which outputs a run writes, and restoring files one by one.
 
 This is what the CLI calls and what library users import. Per-file problems become a failed
-FileResult (the batch goes on); bad settings raise SettingsError before any work starts.
+FileResult (the batch goes on); bad settings raise SettingsError before any work starts. A batch
+stops early, after the file in hand, on SIGINT/SIGTERM (see Stop) or when the disk is full.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +19,8 @@ from typing import Callable, Iterable
 
 from lnca_cli.engine import DeviceError, precision, resolve_device, restore_tensor
 from lnca_cli.hub import TASKS, WeightsError, load_model
-from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, encode_image, format_for_extension, read_image, write_image
+from lnca_cli.images import (SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image, format_for_extension,
+                             read_image, write_image)
 from lnca_cli.model import LNCA, halo_cells
 
 STDIO = "-"
@@ -43,6 +50,7 @@ class RestoreSettings:
     quality: int = 95  # JPEG/WebP quality
     overwrite: bool = False
     offline: bool = False  # use bundled or cached models only, never download
+    max_pixels: int | None = None  # refuse larger images; None: Pillow's decompression-bomb limit, 0: none
 
 
 @dataclass
@@ -111,8 +119,8 @@ def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix
 
 def _without_own_outputs(jobs: list[Job], found_in_folders: set[str]) -> list[Job]:
     """Drop files found in a folder that are this run's own outputs (from an earlier run)."""
-    targets = {Path(job.target).resolve() for job in jobs if job.target != STDIO}
-    return [job for job in jobs if job.source not in found_in_folders or Path(job.source).resolve() not in targets]
+    targets = {os.path.realpath(job.target) for job in jobs if job.target != STDIO}
+    return [job for job in jobs if job.source not in found_in_folders or os.path.realpath(job.source) not in targets]
 
 
 def _check_format(extension: str) -> str:
@@ -133,6 +141,8 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
         raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
     if not 1 <= settings.quality <= 100:
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
+    if settings.max_pixels is not None and settings.max_pixels < 0:
+        raise SettingsError(f"--max-pixels must be 0 (no limit) or a number of pixels, got {settings.max_pixels}")
     try:
         precision(resolve_device(settings.device), settings.half)
         model = load_model(model_name, task, settings.offline)
@@ -151,57 +161,134 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
 # ---------------------------------------------------------------- restoring
 
 
+class Stop:
+    """Asks restore_files to stop before its next file, and says why: `reason` is '' while the batch
+    goes on; `signal` is the number of the signal that stopped it (0 for none)."""
+
+    def __init__(self) -> None:
+        self.reason, self.signal = "", 0
+
+    @contextlib.contextmanager
+    def on_signals(self, notify: Callable[[str], None] | None = None):
+        """While active (main thread only), the first SIGINT or SIGTERM stops the batch after the
+        current file and calls notify(reason); a second one stops at once (KeyboardInterrupt). Either
+        way no partial output is left: writes are atomic."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handle(signum, frame):
+            if self.signal:
+                raise KeyboardInterrupt
+            self.reason, self.signal = f"interrupted by {signal.Signals(signum).name}", signum
+            if notify:
+                notify(self.reason)
+
+        saved = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for number, handler in saved.items():
+                signal.signal(number, handler)
+
+
 def _same_file(a: str, b: str) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # never raises, not even for a symlink loop
+
+
+def _skip_or_check_target(job: Job, settings: RestoreSettings, input_paths: frozenset[str]) -> bool:
+    """True if the target exists and is to be kept; raises ImageError, before any work, for a target
+    that would replace an input, has no writable format, or whose folder cannot be written."""
+    target = Path(job.target)
+    if any(_same_file(job.target, p) for p in input_paths | {job.source} if p != STDIO):
+        raise ImageError(f"{job.target}: output would overwrite an input file; choose another -o or --suffix")
+    if target.exists() and not settings.overwrite:
+        return True
+    try:
+        format_for_extension(target.suffix)
+    except ImageError:
+        raise ImageError(f"{job.target}: lnca cannot write {target.suffix or 'files without an extension'}; "
+                         f"choose an output format with --ext (jpg, png, tif, webp or bmp)") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from exc
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ImageError(f"{target.parent}: output folder is not writable")
+    return False
 
 
 def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str] = frozenset(),
                  on_tile: Callable[[int, int], None] | None = None) -> FileResult:
     """Restore one file; never raises for a bad file, never writes over an input or (unless
     overwrite) an existing file."""
-    result = FileResult(job.source, job.target, "done")
+    return _restore_file(job, model, settings, input_paths, on_tile)[0]
+
+
+def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
+                  on_tile: Callable[[int, int], None] | None) -> tuple[FileResult, Exception | None]:
+    """restore_file, and the error that failed it (None if it did not fail)."""
+    result, error = FileResult(job.source, job.target, "done"), None
     started = time.perf_counter()
     try:
-        if job.target != STDIO:
-            if any(_same_file(job.target, p) for p in input_paths | {job.source} if p != STDIO):
-                raise ImageError(f"{job.target}: output would overwrite an input file; choose another -o or --suffix")
-            if Path(job.target).exists() and not settings.overwrite:
-                result.status = "skipped"
-                return result
+        if job.target != STDIO and _skip_or_check_target(job, settings, input_paths):
+            result.status = "skipped"
+            return result, error
         source = sys.stdin.buffer.read() if job.source == STDIO else job.source
-        pixels, meta = read_image(source)
+        pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
                                   half=settings.half, seed=settings.seed, on_tile=on_tile)
+        del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
-            fmt = job.format or meta.format or "PNG"
+            fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")
             sys.stdout.buffer.write(encode_image(restored, meta, format=fmt, quality=settings.quality))
             sys.stdout.buffer.flush()
         else:
-            Path(job.target).parent.mkdir(parents=True, exist_ok=True)
             write_image(job.target, restored, meta, quality=settings.quality)
-    except (ImageError, OSError, ValueError, RuntimeError) as exc:
-        result.status, result.error = "failed", _one_line(exc, job.source)
+    except (ImageError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        result.status, result.error, error = "failed", _one_line(exc, job.source), exc
     result.seconds = round(time.perf_counter() - started, 3)
-    return result
+    return result, error
 
 
 def _one_line(exc: BaseException, source: str) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.filename or source}: {exc.strerror}"
+    if isinstance(exc, MemoryError):
+        text = f"not enough memory ({text})"
     return text if source in text or isinstance(exc, ImageError) else f"{source}: {text}"
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # no space, or over the quota
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether exc (or what caused it) says the disk or the quota is full: the next files would fail too."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_result: Callable[[FileResult], None] | None = None,
-                  on_tile: Callable[[int, int], None] | None = None) -> list[FileResult]:
-    """Restore every job in turn; one failure never stops the batch."""
+                  on_tile: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
+    """Restore every job in turn; a failed file never stops the batch, but a full disk or `stop`
+    (a signal) does, before the next file: the results then cover only the files begun, and
+    stop.reason says why."""
+    stop = stop or Stop()
     inputs = frozenset(job.source for job in jobs)
     results = []
     for job in jobs:
-        result = restore_file(job, model, settings, inputs, on_tile)
+        if stop.reason:
+            break
+        result, error = _restore_file(job, model, settings, inputs, on_tile)
         results.append(result)
         if on_result:
             on_result(result)
+        if _disk_full(error):
+            stop.reason = "the disk is full"
     return results

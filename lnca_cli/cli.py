@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import platform
 import sys
 from dataclasses import asdict
@@ -51,8 +52,10 @@ def friendly(command):
 
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside a batch; outputs are written atomically
+            fail("interrupted", 130)
         except (SettingsError, WeightsError) as exc:  # their messages are written for users
             if STATE["debug"]:
                 raise
@@ -151,30 +154,47 @@ def restore(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (inputs are never replaced).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for models with stochastic updates.")] = 0,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse larger images (a guard against decompression "
+                                                      "bombs); 0 for no limit. Default: Pillow's, 89M.",
+                                                      show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
 ) -> None:
     """Restore images with the model of a task."""
-    from lnca_cli.api import RestoreSettings, plan_jobs, prepare, restore_files
+    from lnca_cli.api import RestoreSettings, Stop, plan_jobs, prepare, restore_files
 
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
-                               quality=quality, overwrite=overwrite, offline=offline)
+                               quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
     loaded = prepare(task, model, settings)
     if "train_config" not in loaded.info and not quiet:
         err.print(f"warning: model '{loaded.info['name']}' has no training record: it is UNTRAINED")
-    with Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter:
-        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_tile)
+    stop = Stop()
+    with (Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter,
+          stop.on_signals(_say_stopping)):
+        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_tile, stop)
     failed = [r for r in results if r.status == "failed"]
     if not quiet and not as_json:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
         err.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if failed and len(results) > 1 and not as_json:
+        err.print("failed files:")
+        for r in failed:
+            err.print(f"  {r.error}", soft_wrap=True)
+    if len(results) < len(jobs):  # the batch stopped early: stop.reason says why
+        print_error(f"stopped, {stop.reason}: {len(jobs) - len(results)} of {len(jobs)} files not started; run the "
+                    f"same command again to go on (finished outputs are skipped)")
+        raise typer.Exit(128 + stop.signal if stop.signal else 1)
     if failed:
-        if len(results) > 1 and not as_json:
-            err.print("failed files:")
-            for r in failed:
-                err.print(f"  {r.error}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _say_stopping(reason: str) -> None:
+    """From a signal handler: a raw write to stderr (Python's buffered streams are not reentrant)."""
+    try:
+        os.write(2, f"{reason}: stopping after the current file (again to stop now)\n".encode())
+    except OSError:
+        pass
 
 
 def _task_command(task: str):

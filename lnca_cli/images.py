@@ -15,6 +15,7 @@ import io
 import os
 import struct
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -53,6 +54,11 @@ _EXTENSION_FORMATS = {
     ".bmp": "BMP",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)
+WRITE_FORMATS = frozenset(_EXTENSION_FORMATS.values())
+# What read_image accepts, by content: the writable formats, GIF (first frame) and MPO (JPEG from cameras).
+READ_FORMATS = WRITE_FORMATS | {"GIF", "MPO"}
+# Rough peak memory of a restore per pixel: the decoded image, float input and output, quantised copies.
+BYTES_PER_PIXEL = 48
 
 
 @dataclass(frozen=True)
@@ -88,16 +94,19 @@ def format_for_extension(ext: str) -> str:
     return _EXTENSION_FORMATS[key]
 
 
-def read_image(source: str | os.PathLike | bytes) -> tuple[torch.Tensor, ImageMeta]:
+def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None) -> tuple[torch.Tensor, ImageMeta]:
     """Pixels as float32 (C, H, W) in [0, 1], C = 1 for grayscale, 3 for colour.
 
     The EXIF orientation is applied to the pixels. Palette images become RGB
     (RGBA with transparency), CMYK becomes RGB. Of a multi-frame image
     (animated GIF, multi-page TIFF) only the first frame is read. EXIF comes
     from JPEG, PNG and WebP files; the tags of a TIFF source are not kept.
+    Images over max_pixels (default: Pillow's decompression-bomb limit, 0: no
+    limit) or too large for the free memory are refused before decoding.
     """
     name = "<stdin>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
-    image, source_format, exif, icc_profile = _load(source, name)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    image, source_format, exif, icc_profile = _load(source, name, limit)
     mode = image.mode
     image = _normalise_mode(image, name)
     deep = image.mode in _DEEP_GRAY_MODES
@@ -116,24 +125,69 @@ def read_image(source: str | os.PathLike | bytes) -> tuple[torch.Tensor, ImageMe
     return pixels, meta
 
 
-def _load(source, name: str):
-    """Open, fully decode and upright the image; Pillow errors become ImageError."""
+def _load(source, name: str, max_pixels: int | None):
+    """Open, check, fully decode and upright the image; Pillow errors become ImageError."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as opened:
-                opened.load()  # decode now, so a truncated file fails here
-                upright = ImageOps.exif_transpose(opened)
-                info = opened.info
-                return upright, opened.format, info.get("exif"), info.get("icc_profile")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is larger than Pillow's safety limit") from exc
+        with _open(source) as opened, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the pixels decode or fail
+            _check_header(opened, name, max_pixels)
+            opened.load()  # decode now, so a truncated file fails here
+            upright = ImageOps.exif_transpose(opened)
+            info = opened.info
+            return upright, opened.format, info.get("exif"), info.get("icc_profile")
+    except ImageError:
+        raise
+    except MemoryError as exc:
+        raise ImageError(f"{name}: not enough memory to decode this image") from exc
     except Exception as exc:  # Pillow decoders raise many exception types on bad data
         file_system = isinstance(exc, OSError) and exc.errno is not None
         problem = "cannot read file" if file_system else "not a readable image"
         raise ImageError(f"{name}: {problem} ({_reason(exc)})") from exc
+
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+def _open(source) -> Image.Image:
+    """Image.open (headers only) without Pillow's decompression-bomb check: _check_header does it, with a
+    clear message and the caller's limit."""
+    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a bomb is checked next; other warnings are notes on damaged metadata
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_header(image: Image.Image, name: str, max_pixels: int | None) -> None:
+    """Refuse, before decoding, a format lnca does not read, an image over the decompression-bomb
+    limit (max_pixels; None or 0: none) or one that cannot fit in memory. (Pillow itself refuses
+    images of zero width or height.)"""
+    width, height = image.size
+    if image.format not in READ_FORMATS:
+        raise ImageError(f"{name}: unsupported image format {image.format}; lnca reads JPEG, PNG, TIFF, WebP, BMP "
+                         f"and GIF")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"{name}: image is larger than Pillow's safety limit against decompression bombs "
+                         f"({width}x{height} = {width * height:,} pixels, limit {max_pixels:,}); if you trust "
+                         f"the file, allow it with --max-pixels {width * height} (or 0 for no limit)")
+    needed, available = width * height * BYTES_PER_PIXEL, _available_memory()
+    if available is not None and needed > available:
+        raise ImageError(f"{name}: a {width}x{height} image needs about {needed / 1e9:.1f} GB of memory, but only "
+                         f"{available / 1e9:.1f} GB are free (tiling bounds the model's memory, not the image's)")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory free for new allocations (RAM and swap, Linux), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return sum(int(fields[key].split()[0]) * 1024 for key in ("MemAvailable", "SwapFree"))
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _normalise_mode(image: Image.Image, name: str) -> Image.Image:
