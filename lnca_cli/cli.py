@@ -510,3 +510,220 @@ def eval_command(
         print(json.dumps(report.to_dict()))
     else:
         Console(highlight=False).print(format_table(report))
+
+
+# ---------------------------------------------------------------- bench
+
+bench_app = typer.Typer(help="Benchmarks: latent vs pixel NCA, the tool's speed and memory, quality against other "
+                        "tools, steps vs quality. See docs/BENCHMARKS.md.", no_args_is_help=True,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(bench_app, name="bench")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+OutOption = Annotated[Optional[str], typer.Option("--out", help="Also write the JSON to this file.")]
+PlotOption = Annotated[Optional[str], typer.Option("--plot", help="Draw the results to this PNG.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for torch. Default: torch's.")]
+DataOption = Annotated[str, typer.Option(help="Folder of clean images, e.g. /path/to/Kodak24.")]
+LimitOption = Annotated[Optional[int], typer.Option(help="Only the first N images.")]
+
+
+def _numbers(text: str, option: str, kind: type = int) -> tuple:
+    """"32,64,128" -> (32, 64, 128); a bad list is a usage error naming the option."""
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        fail(f"{option} takes numbers separated by commas, got '{text}'")
+
+
+def _bench_setup(threads: int | None):
+    """Import the benchmarks (torch and friends) only when a bench command runs."""
+    from lnca_cli import bench
+
+    if threads is not None:
+        if threads < 1:
+            fail(f"--threads must be at least 1, got {threads}")
+        bench.set_threads(threads)
+    return bench
+
+
+def _bench_note(message: str) -> None:
+    err.print(message, style="dim")
+
+
+def _bench_output(result: dict, as_json: bool, out: str | None, plot: str | None) -> None:
+    """Tables (or --json) on stdout, the JSON to --out, the plot to --plot."""
+    from lnca_cli.bench import plot_of, tables_of
+
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    if plot:
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_of(result).save(plot)
+    if as_json:
+        print(json.dumps(result))
+        return
+    console = Console(highlight=False)
+    for table in tables_of(result):
+        console.print(table)
+
+
+def _trained(bench, model: str | None, tasks, offline: bool = False) -> dict:
+    """Each task's model, loaded before any measuring; untrained ones are announced."""
+    models = {task: bench.load_trained(model, task, offline) for task in dict.fromkeys(tasks)}
+    for loaded in models.values():
+        if "train_config" not in loaded.info:
+            err.print(f"warning: model '{loaded.info['name']}' has no training record: its scores mean nothing")
+    return models
+
+
+def _run_bench(run):
+    """Bad settings (ValueError) are usage errors: one line, exit 2."""
+    try:
+        return run()
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@bench_app.command("nca")
+@friendly
+def bench_nca(
+    sizes: Annotated[str, typer.Option(help="Square input sides for inference.")] = "32,64,128,256,512",
+    train_sizes: Annotated[str, typer.Option(help="Square input sides for one training step.")] = "32,64,128",
+    steps: Annotated[Optional[int], typer.Option(help="Inference steps. Default: the model's (64).")] = None,
+    train_steps: Annotated[int, typer.Option(help="Steps of the training step.")] = 32,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed runs per model (the median is reported).")] = 3,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 1,
+    budget_mib: Annotated[float, typer.Option(help="Memory budget for the largest input.")] = 2048.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    threads: ThreadsOption = None,
+    isolate: Annotated[bool, typer.Option(help="Measure CPU memory in a fresh process per measurement "
+                                          "(exact); --no-isolate: in this one (quicker, for tests).")] = True,
+    as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
+) -> None:
+    """Latent NCA vs pixel NCA (same rule, steps, update rate, batch): memory, latency, largest input."""
+    bench = _bench_setup(threads)
+    settings = bench.NCASettings(
+        sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"), steps=steps,
+        train_steps=train_steps, batch=batch, repeats=repeats, warmup=warmup, budget_mib=budget_mib, device=device,
+        isolate=isolate)
+    _bench_output(_run_bench(lambda: bench.bench_nca(settings, _bench_note)), as_json, out, plot)
+
+
+@bench_app.command("speed")
+@friendly
+def bench_speed(
+    megapixels: Annotated[str, typer.Option(help="Photograph sizes in megapixels.")] = "1,12,50",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. Default: "
+                                                 "the denoise model, else a random one (timing only).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
+    devices: Annotated[str, typer.Option(help="auto (the CPU, and CUDA fp32 and fp16 when present) or a list: "
+                                         "cpu,cuda.")] = "auto",
+    threads: ThreadsOption = None,
+    repeats: Annotated[int, typer.Option(help="Runs per size (the median is reported).")] = 1,
+    image: Annotated[Optional[str], typer.Option(help="The photograph to resize to each size. Default: a smooth "
+                                                 "random picture.")] = None,
+    as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
+) -> None:
+    """The whole `lnca denoise` on 1, 12 and 50 MP photographs: seconds per megapixel and peak memory."""
+    bench = _bench_setup(threads)
+    result = _run_bench(lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps,
+                                                  devices, threads, repeats, image, _bench_note))
+    _bench_output(result, as_json, out, plot)
+
+
+@bench_app.command("quality")
+@friendly
+def bench_quality(
+    data: DataOption,
+    degradations: Annotated[str, typer.Option(help="Comma-separated degradation specs.")] =
+    "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path for every "
+                                                 "degradation. Default: each task's model.")] = None,
+    peers: Annotated[Optional[str], typer.Option(help="Only these peers (comma-separated names). Default: all.")]
+    = None,
+    steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+    threads: ThreadsOption = None,
+    limit: LimitOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")] = 0,
+    as_json: JsonOption = False, out: OutOption = None,
+) -> None:
+    """PSNR, SSIM and seconds per megapixel of lnca and of OpenCV, BM3D and scikit-image, per degradation."""
+    bench = _bench_setup(threads)
+    specs = tuple(spec.strip() for spec in degradations.split(",") if spec.strip())
+    chosen = _run_bench(lambda: bench.choose_peers(peers))
+    tasks = _run_bench(lambda: [bench.task_of(spec) for spec in specs])
+    models = _trained(bench, model, tasks)
+    result = _run_bench(lambda: bench.bench_quality(data, models, specs, chosen, steps, device, limit, seed,
+                                                    _bench_note))
+    _bench_output(result, as_json, out, None)
+
+
+@bench_app.command("steps")
+@friendly
+def bench_steps(
+    data: DataOption,
+    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    degradation: Annotated[Optional[str], typer.Option(help="Default by task: gaussian:25, motion:7, masked:0.5.")]
+    = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
+    step_counts: Annotated[str, typer.Option(help="Step counts to compare.")] = "8,16,32,64,128",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+    threads: ThreadsOption = None,
+    limit: LimitOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")] = 0,
+    as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
+) -> None:
+    """PSNR and time at 8 to 128 NCA steps, to choose --steps."""
+    bench = _bench_setup(threads)
+    loaded = _trained(bench, model, [task])[task]
+    spec = degradation or DEFAULT_DEGRADATION[task]
+    result = _run_bench(lambda: bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
+                                                  limit, seed, _bench_note))
+    _bench_output(result, as_json, out, plot)
+
+
+@bench_app.command("all")
+@friendly
+def bench_all(
+    data: DataOption,
+    threads: ThreadsOption = None,
+    device: Annotated[str, typer.Option(help="Device for nca, quality and steps.")] = "cpu",
+    limit: LimitOption = None,
+    sizes: Annotated[str, typer.Option(help="nca: inference sides.")] = "32,64,128,256,512",
+    train_sizes: Annotated[str, typer.Option(help="nca: training-step sides.")] = "32,64,128",
+    budget_mib: Annotated[float, typer.Option(help="nca: memory budget for the largest input.")] = 2048.0,
+    repeats: Annotated[int, typer.Option(help="nca: timed runs per model.")] = 3,
+    isolate: Annotated[bool, typer.Option(help="nca: CPU memory in a fresh process per measurement.")] = True,
+    megapixels: Annotated[str, typer.Option(help="speed: photograph sizes in megapixels.")] = "1,12,50",
+    devices: Annotated[str, typer.Option(help="speed: auto, or a list such as cpu,cuda.")] = "auto",
+    degradations: Annotated[str, typer.Option(help="quality: degradation specs.")] =
+    "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15",
+    step_counts: Annotated[str, typer.Option(help="steps: step counts.")] = "8,16,32,64,128",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="One model for every task (default: each "
+                                                 "task's model).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="NCA steps for nca, speed and quality. Default: the "
+                                                 "model's.")] = None,
+    as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
+) -> None:
+    """Every benchmark in one run, as docs/BENCHMARKS.md shows them."""
+    bench = _bench_setup(threads)
+    specs = tuple(spec.strip() for spec in degradations.split(",") if spec.strip())
+    tasks = _run_bench(lambda: [bench.task_of(spec) for spec in specs])
+    models = _trained(bench, model, ["denoise", *tasks])  # before any measuring: fail fast
+    settings = bench.NCASettings(sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"),
+                                 steps=steps, repeats=repeats, budget_mib=budget_mib, device=device, isolate=isolate)
+    source = _run_bench(lambda: str(bench.image_files(data)[0]))  # speed resizes the first photograph
+    result = _run_bench(lambda: {
+        "benchmark": "all",
+        "machine": bench.machine_info(device),
+        "nca": bench.bench_nca(settings, _bench_note),
+        "speed": bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps, devices, threads, 1,
+                                   source, _bench_note),
+        "quality": bench.bench_quality(data, models, specs, bench.PEERS, steps, device, limit, 0, _bench_note),
+        "steps": bench.bench_steps(data, models["denoise"], "gaussian:25", _numbers(step_counts, "--step-counts"),
+                                   device, limit, 0, _bench_note),
+    })
+    _bench_output(result, as_json, out, plot)

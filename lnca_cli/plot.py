@@ -43,3 +43,14 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, xlabel: 
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
         draw.text((width - right - 160, top + 8 + 14 * i), name, fill=colour)
     return image
+
+
+def stack_plots(images: list[Image.Image]) -> Image.Image:
+    """Charts one above the other in a single image (what `lnca bench all --plot` writes)."""
+    width = max(image.width for image in images)
+    stacked = Image.new("RGB", (width, sum(image.height for image in images)), "white")
+    top = 0
+    for image in images:
+        stacked.paste(image, (0, top))
+        top += image.height
+    return stacked

@@ -1,0 +1,206 @@
+"""lnca bench at tiny sizes: structure and invariants, never wall-clock thresholds."""
+import json
+
+import pytest
+import torch
+
+from conftest import lnca, random_model, write_photo
+from lnca_cli import bench
+from lnca_cli.evaluate import evaluate
+from lnca_cli.peers import PEERS, Peer, available
+
+TINY_NCA = bench.NCASettings(sizes=(32, 64), train_sizes=(16, 32), steps=4, train_steps=2, repeats=1, warmup=0,
+                             budget_mib=24, isolate=False)
+NCA_ARGS = ["--sizes", "32,64", "--train-sizes", "16,32", "--steps", "4", "--train-steps", "2", "--repeats", "1",
+            "--warmup", "0", "--budget-mib", "24", "--no-isolate"]
+
+
+@pytest.fixture(scope="module")
+def nca_result():
+    return bench.bench_nca(TINY_NCA)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    write_photo(folder / "a.png", size=(40, 32), seed=1)
+    write_photo(folder / "b.png", size=(32, 36), mode="L", seed=2)
+    return folder
+
+
+def test_nca_latent_needs_less_memory_and_fits_larger_inputs(nca_result):
+    for mode in ("inference", "train"):
+        for row in nca_result[mode]:
+            assert row["latent_mib"] < row["pixel_mib"], (mode, row)
+    assert nca_result["max_side_latent"] > nca_result["max_side_pixel"]
+    assert nca_result["train_max_side_latent"] > nca_result["train_max_side_pixel"]
+
+
+def test_nca_ratios_come_from_the_reported_figures(nca_result):
+    last = nca_result["inference"][-1]
+    assert nca_result["at_side"] == last["side"] == 64
+    assert nca_result["memory_ratio"] == pytest.approx(last["latent_mib"] / last["pixel_mib"])
+    assert nca_result["latency_ratio"] == pytest.approx(last["latent_ms"] / last["pixel_ms"])
+    assert nca_result["memory_saving_pct"] == pytest.approx(100 * (1 - nca_result["memory_ratio"]))
+    sides = nca_result["max_side_latent"] / nca_result["max_side_pixel"]
+    assert nca_result["input_ratio"] == pytest.approx(sides**2)
+
+
+def test_nca_largest_inputs_are_within_the_budget(nca_result):
+    for key in ("max_side_mib", "train_max_side_mib"):
+        assert all(0 < mib <= TINY_NCA.budget_mib for mib in nca_result[key].values())
+    assert all(side % 4 == 0 for side in (nca_result["max_side_latent"], nca_result["max_side_pixel"]))
+
+
+def test_inference_memory_does_not_depend_on_the_steps():
+    # Why inference memory may be measured at MEMORY_STEPS steps: every step's activations are freed.
+    few, many = (bench.nca_memory("pixel", 96, "inference", steps, TINY_NCA) for steps in (2, 8))
+    assert many == pytest.approx(few, rel=0.1)
+
+
+def test_a_measurement_in_a_fresh_process_agrees_with_one_here():
+    isolated = bench.NCASettings(**{**TINY_NCA.__dict__, "isolate": True})
+    here, there = (bench.nca_memory("pixel", 96, "inference", 2, s) for s in (TINY_NCA, isolated))
+    assert there == pytest.approx(here, rel=0.25)
+
+
+def test_find_max_side_checks_its_prediction_and_shrinks_when_over():
+    def truth(side):  # linear in pixels, with a jump above 40 that a fit of the small sizes cannot see
+        return 1000 + 3 * side * side + (5000 if side > 40 else 0)
+
+    measured = []
+    side, used = bench.find_max_side([(16 * 16, truth(16)), (32 * 32, truth(32))], 12_000,
+                                     lambda side: measured.append(side) or truth(side))
+    assert measured[0] == 60 and truth(60) > 12_000  # the fit's guess was checked, found over, and shrunk
+    assert (side, used) == (44, truth(44))  # the largest multiple of 4 within the budget: truth(48) > 12,000
+
+
+def test_nca_cli_prints_one_json_object_and_writes_the_plot(tmp_path):
+    result = lnca("bench", "nca", *NCA_ARGS, "--json", "--out", tmp_path / "r.json", "--plot", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    for key in ("memory_ratio", "latency_ratio", "max_side_latent", "max_side_pixel", "machine", "inference"):
+        assert key in printed
+    assert json.loads((tmp_path / "r.json").read_text())["max_side_pixel"] == printed["max_side_pixel"]
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_nca_cli_rejects_bad_sizes_in_one_line():
+    result = lnca("bench", "nca", "--sizes", "32,abc")
+    assert result.exit_code == 2 and "--sizes" in result.stderr and "Traceback" not in result.output
+    result = lnca("bench", "nca", "--sizes", "30", "--no-isolate")
+    assert result.exit_code == 2 and "multiples of 4" in result.stderr
+
+
+def test_quality_rows_per_degradation_and_lnca_matches_lnca_eval(photos):
+    model = random_model()
+    result = bench.bench_quality(photos, {"denoise": model, "deblur": model}, ("gaussian:25", "motion:7"), peers=())
+    assert [t["degradation"] for t in result["tables"]] == ["gaussian:25", "motion:7"]
+    for table in result["tables"]:
+        rows = {r["method"]: r for r in table["rows"]}
+        assert list(rows) == ["input", "lnca"]
+        reference = evaluate(model, photos, table["degradation"]).mean()
+        assert rows["lnca"]["psnr"] == pytest.approx(reference["psnr"])
+        assert rows["input"]["psnr"] == pytest.approx(reference["psnr_input"])
+    assert result["protocol"]["ssim"]["window_size"] == 11
+
+
+def test_a_missing_peer_is_reported_not_fatal(photos):
+    ghost = Peer("ghost", "noise", "no_such_module_for_lnca", "ghost-pkg", "-", lambda *a: None)
+    broken = Peer("broken", "noise", "torch", "torch", "-", lambda image, sigma, kernel: 1 / 0)
+    result = bench.bench_quality(photos, {"denoise": random_model()}, ("gaussian:15",), peers=(ghost, broken))
+    rows = {r["method"]: r for r in result["tables"][0]["rows"]}
+    assert rows["ghost"]["status"].startswith("not installed") and rows["ghost"]["psnr"] is None
+    assert rows["broken"]["status"].startswith("failed: ZeroDivisionError") and rows["broken"]["psnr"] is None
+    assert rows["lnca"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_each_installed_peer_restores_an_image_of_the_same_shape(peer):
+    if not available(peer):
+        pytest.skip(f"{peer.package} is not installed")
+    clean = torch.rand(3, 24, 28, generator=torch.Generator().manual_seed(0))
+    degraded, sigma, kernel = bench.degrade_image(clean, "gaussian:25" if peer.kind == "noise" else "motion:7", 0)
+    for image in (degraded, degraded[:1]):  # colour and grayscale
+        assert bench._peer_restore(peer, image, sigma, kernel).shape == image.shape
+
+
+def test_degrade_image_gives_the_peers_the_true_sigma_and_kernel():
+    clean = torch.rand(3, 16, 16)
+    _, sigma, kernel = bench.degrade_image(clean, "gaussian:25", 0)
+    assert sigma == pytest.approx(25 / 255) and kernel is None
+    _, sigma, kernel = bench.degrade_image(clean, "motion:7", 0)
+    assert sigma is None and kernel.shape == (7, 7) and kernel.sum() == pytest.approx(1)
+
+
+def test_quality_cli_needs_trained_weights_and_says_so_in_one_line(photos, tmp_path):
+    result = lnca("bench", "quality", "--data", photos, "--degradations", "gaussian:25", "--model",
+                  tmp_path / "missing.safetensors")
+    assert result.exit_code == 1 and "needs trained weights" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_quality_cli_json(photos, tiny_weights):
+    result = lnca("bench", "quality", "--data", photos, "--model", tiny_weights, "--degradations", "gaussian:25",
+                  "--peers", "skimage-tv", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["tables"][0]["rows"]
+    assert [r["method"] for r in rows] == ["input", "lnca", "skimage-tv"]
+
+
+def test_unknown_peer_is_a_usage_error(photos, tiny_weights):
+    result = lnca("bench", "quality", "--data", photos, "--model", tiny_weights, "--peers", "gimp")
+    assert result.exit_code == 2 and "unknown peer gimp" in result.stderr
+
+
+def test_steps_rows_and_plot(photos, tiny_weights, tmp_path):
+    result = lnca("bench", "steps", "--data", photos, "--model", tiny_weights, "--step-counts", "1,3", "--json",
+                  "--plot", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert [r["steps"] for r in printed["rows"]] == [1, 3]
+    assert all(r["seconds_per_mp"] > 0 and r["psnr"] > 0 for r in printed["rows"])
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_speed_runs_lnca_denoise_in_a_fresh_process(tiny_weights):
+    result = bench.bench_speed((0.005,), model=tiny_weights, steps=2, threads=1)
+    (row,) = result["rows"]
+    assert (row["device"], row["precision"]) == ("cpu", "fp32")
+    assert row["width"] * row["height"] == pytest.approx(5000, rel=0.05)
+    assert row["seconds_per_mp"] == pytest.approx(row["seconds"] / row["megapixels"])
+    assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0
+
+
+def test_make_photo_has_the_asked_size_and_the_source_aspect(tmp_path):
+    source = tmp_path / "src.png"
+    write_photo(source, size=(30, 20))
+    width, height = bench.make_photo(tmp_path / "big.jpg", 0.06, source)
+    assert width / height == pytest.approx(1.5, rel=0.02) and width * height == pytest.approx(60_000, rel=0.02)
+
+
+def test_speed_summary_fits_seconds_per_megapixel():
+    rows = [{"device": "cpu", "precision": "fp32", "megapixels": mp, "seconds": 1 + 2 * mp, "peak_rss_mib": 500.0,
+             "gpu_peak_mib": None} for mp in (1, 12, 50)]
+    (summary,) = bench._speed_summary(rows)
+    assert summary["fitted_seconds_per_mp"] == pytest.approx(2) and summary["memory_growth"] == 1
+
+
+@pytest.mark.slow
+def test_all_in_one_run(photos, tiny_weights, tmp_path):
+    result = lnca("bench", "all", "--data", photos, "--model", tiny_weights, "--sizes", "32,64", "--train-sizes",
+                  "16,32", "--steps", "2", "--repeats", "1", "--budget-mib", "24", "--no-isolate", "--megapixels",
+                  "0.005", "--degradations", "gaussian:25", "--step-counts", "1,2", "--out", tmp_path / "all.json",
+                  "--plot", tmp_path / "all.png")
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "all.json").read_text())
+    assert {"machine", "nca", "speed", "quality", "steps"} <= set(written)
+
+
+def test_the_restore_path_never_imports_bench():
+    import subprocess
+    import sys
+
+    code = "import sys, lnca_cli.cli; print(any(m in sys.modules for m in ('lnca_cli.bench', 'lnca_cli.peers')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
