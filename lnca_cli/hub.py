@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lnca_cli.images import new_file_mode
 from lnca_cli.model import LNCA, LNCAConfig
 
 CONFIG_KEY = "lnca_config"
@@ -34,6 +35,7 @@ def save_weights(model: LNCA, path: str | os.PathLike, metadata: dict[str, str] 
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(state, str(tmp), metadata=header)
+        os.chmod(tmp, new_file_mode())  # an ordinary file's permissions, not the temporary file's 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

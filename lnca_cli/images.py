@@ -265,7 +265,7 @@ def write_image(
         raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
     try:
         with os.fdopen(handle, "wb") as file:
-            os.chmod(temp_path, _new_file_mode())
+            os.chmod(temp_path, new_file_mode())
             image.save(file, format=fmt, **options)
             file.flush()
             os.fsync(file.fileno())
@@ -334,7 +334,7 @@ def _to_pillow(pixels: torch.Tensor, alpha: torch.Tensor | None, deep: bool) -> 
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _new_file_mode() -> int:
+def new_file_mode() -> int:
     """Permissions an ordinary new file gets; mkstemp would leave it at 0600."""
     umask = os.umask(0)
     os.umask(umask)

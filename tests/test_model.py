@@ -1,5 +1,6 @@
 """The model: the paper's sizes, shapes, padding, the update mask, and the safetensors round trip."""
 import json
+import os
 
 import pytest
 import torch
@@ -136,6 +137,9 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert not list(tmp_path.glob(".*.tmp"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a temporary file's 0600
 
 
 def test_weights_config_mismatch_names_what_differs(tmp_path):
