@@ -205,7 +205,7 @@ def peak_memory(run: Callable[[], object], device: torch.device) -> int:
 
 @dataclass
 class NCASettings:
-    sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # square input sides for inference
+    sizes: tuple[int, ...] = (32, 64, 128, 256)  # square input sides for inference
     train_sizes: tuple[int, ...] = (32, 64, 128)  # ... and for one training step
     steps: int | None = None  # inference steps; None: the config's (64)
     train_steps: int = 32  # the paper trains with T drawn up to 32
