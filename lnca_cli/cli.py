@@ -466,7 +466,9 @@ def train(
     if result is None:
         err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint})")
         return
-    print(f"wrote {out}: best validation PSNR {result['val_psnr']:.2f} dB")
+    best = result["val_psnr"]
+    print(f"wrote {out}: " + (f"best validation PSNR {best:.2f} dB" if best > -float("inf")
+                              else "no NCA training (--nca-iterations 0): its autoencoder is for --autoencoder"))
 
 
 # ---------------------------------------------------------------- eval

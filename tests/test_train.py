@@ -137,6 +137,10 @@ def test_lnca_train_on_another_models_autoencoder_skips_phase_1(tmp_path):
     data.mkdir()
     for i in range(4):
         write_photo(data / f"p{i}.png", size=(40, 36), seed=i)
+    phase_1_only = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "ae.safetensors"),
+                                            "--preset", "paper", "--crop", "16", "--batch", "2", "--ae-iterations",
+                                            "2", "--nca-iterations", "0", "--device", "cpu"])
+    assert phase_1_only.exit_code == 0 and "no NCA training" in phase_1_only.stdout
     source = make_trainer()
     source.run()
     source.export(tmp_path / "source.safetensors", {})
