@@ -63,7 +63,7 @@ from rich.table import Table
 
 from lnca_cli import __version__
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
-from lnca_cli.engine import resolve_device, restore_tensor
+from lnca_cli.engine import libc_call, resolve_device, restore_tensor
 from lnca_cli.evaluate import evaluate, image_files, score_image
 from lnca_cli.hub import WeightsError, find_model, load_model, save_weights
 from lnca_cli.images import ImageMeta, read_image, write_image
@@ -158,7 +158,7 @@ def _reset_peak_rss() -> bool:
 def _release_freed_memory() -> None:
     """Hand freed heap memory back to the system, so the next run's peak is not hidden by reuse."""
     gc.collect()
-    _libc_call("malloc_trim", 0)
+    libc_call("malloc_trim", 0)
 
 
 def _exact_malloc() -> None:
@@ -169,14 +169,8 @@ def _exact_malloc() -> None:
     follows what torch really holds within a few percent. It slows allocation a little, which is
     why memory and time are never measured in the same run.
     """
-    _libc_call("mallopt", -3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
-
-
-def _libc_call(name: str, *args: int) -> None:
-    try:
-        getattr(ctypes.CDLL("libc.so.6"), name)(*args)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    libc_call("mallopt", -4, 65536)  # M_MMAP_MAX back to glibc's default (the CLI's keep_freed_memory sets 0)
+    libc_call("mallopt", -3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
 
 
 def peak_memory(run: Callable[[], object], device: torch.device) -> int:

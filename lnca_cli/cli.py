@@ -162,6 +162,9 @@ def restore(
 ) -> None:
     """Restore images with the model of a task."""
     from lnca_cli.api import RestoreSettings, Stop, plan_jobs, prepare, restore_files
+    from lnca_cli.engine import keep_freed_memory
+
+    keep_freed_memory()
 
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
                                quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
@@ -418,10 +421,11 @@ def train(
     from dataclasses import replace
 
     from lnca_cli.api import SettingsError
-    from lnca_cli.engine import resolve_device
+    from lnca_cli.engine import keep_freed_memory, resolve_device
     from lnca_cli.model import PRESETS
     from lnca_cli.train import TASKS, TrainConfig, list_images, plot_log, train as run_training
 
+    keep_freed_memory()
     if task not in TASKS:
         raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
     if preset not in PRESETS:

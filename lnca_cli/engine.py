@@ -8,6 +8,7 @@ equal the untiled result.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 from typing import Callable
 
@@ -19,6 +20,27 @@ from lnca_cli.tiling import Tile, paste_core, plan_tiles, window_pixels
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CPU_TILE = 1024  # pixels: a window of about 1.6k x 1.6k at 64 steps, under 1 GB of working memory
+
+
+def libc_call(name: str, *args: int) -> None:
+    """Call a glibc function by name; nothing where the C library is not glibc."""
+    try:
+        getattr(ctypes.CDLL("libc.so.6"), name)(*args)
+    except (OSError, AttributeError):
+        pass
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse rather than give it back to the system at once.
+
+    Each NCA step on a CPU tile allocates and frees tensors of tens of MB. glibc serves blocks that
+    large with fresh mmaps and unmaps them when freed, so every step page-faults them in again: at
+    1024 px tiles as much system time as compute. Served from the heap and kept (up to 1 GiB of
+    free heap), they are reused: 2.5x faster here. Process-wide, so the CLI calls it at start-up;
+    library users may call it too.
+    """
+    libc_call("mallopt", -4, 0)  # M_MMAP_MAX: large blocks from the heap too
+    libc_call("mallopt", -1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
 
 
 class DeviceError(Exception):
