@@ -36,8 +36,8 @@ def keep_freed_memory() -> None:
     Each NCA step on a CPU tile allocates and frees tensors of tens of MB. glibc serves blocks that
     large with fresh mmaps and unmaps them when freed, so every step page-faults them in again: at
     1024 px tiles as much system time as compute. Served from the heap and kept (up to 1 GiB of
-    free heap), they are reused: 2.5x faster here. Process-wide, so the CLI calls it at start-up;
-    library users may call it too.
+    free heap), they are reused: `lnca denoise` 2.2x faster (docs/BENCHMARKS.md). Process-wide, so
+    the CLI's restore and train commands call it; library users may call it too.
     """
     libc_call("mallopt", -4, 0)  # M_MMAP_MAX: large blocks from the heap too
     libc_call("mallopt", -1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap

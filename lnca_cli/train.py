@@ -309,9 +309,7 @@ class Trainer:
         for clean, degraded in zip(self.val_clean.split(8), self.val_degraded.split(8)):
             clean, degraded = clean.to(self.device), degraded.to(self.device)
             if self.phase == 1:
-                z_clean, _ = self.model.encoder(clean)
-                _, skip = self.model.encoder(degraded)
-                out = self.model.decoder(z_clean, skip)
+                out = self.model.oracle(clean, degraded)
             else:
                 out = self.model(degraded, steps=steps or self.model.config.steps)
             out = quantize8(out.float())
