@@ -782,6 +782,20 @@ def bench_steps(data: str | Path, model: LNCA, degradation: str = "gaussian:25",
             "megapixels": megapixels, "rows": rows}
 
 
+# ---------------------------------------------------------------- all of them
+
+
+def bench_all(parts: dict[str, Callable[[], dict]], device: str = "cpu") -> dict:
+    """Run each part (name -> a call of one bench_* function) in turn; each result carries the
+    seconds that part took, so that how long every benchmark takes on a machine is measured too."""
+    result = {"benchmark": "all", "machine": machine_info(device)}
+    for name, run in parts.items():
+        start = time.perf_counter()
+        result[name] = run()
+        result[name]["seconds"] = time.perf_counter() - start
+    return result
+
+
 # ---------------------------------------------------------------- tables and plots
 
 

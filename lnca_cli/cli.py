@@ -723,14 +723,13 @@ def bench_all(
     settings = bench.NCASettings(sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"),
                                  steps=steps, repeats=repeats, budget_mib=budget_mib, device=device, isolate=isolate)
     source = _run_bench(lambda: str(bench.image_files(data)[0]))  # speed resizes the first photograph
-    result = _run_bench(lambda: {
-        "benchmark": "all",
-        "machine": bench.machine_info(device),
-        "nca": bench.bench_nca(settings, _bench_note),
-        "speed": bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps, devices, threads, 1,
-                                   source, _bench_note),
-        "quality": bench.bench_quality(data, models, specs, bench.PEERS, steps, device, limit, 0, _bench_note),
-        "steps": bench.bench_steps(data, models["denoise"], "gaussian:25", _numbers(step_counts, "--step-counts"),
-                                   device, limit, 0, _bench_note),
-    })
+    result = _run_bench(lambda: bench.bench_all({
+        "nca": lambda: bench.bench_nca(settings, _bench_note),
+        "speed": lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps, devices,
+                                           threads, 1, source, _bench_note),
+        "quality": lambda: bench.bench_quality(data, models, specs, bench.PEERS, steps, device, limit, 0,
+                                               _bench_note),
+        "steps": lambda: bench.bench_steps(data, models["denoise"], "gaussian:25",
+                                           _numbers(step_counts, "--step-counts"), device, limit, 0, _bench_note),
+    }, device))
     _bench_output(result, as_json, out, plot)

@@ -196,6 +196,7 @@ def test_all_in_one_run(photos, tiny_weights, tmp_path):
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "all.json").read_text())
     assert {"machine", "nca", "speed", "quality", "steps"} <= set(written)
+    assert all(written[part]["seconds"] > 0 for part in ("nca", "speed", "quality", "steps"))
 
 
 def test_the_restore_path_never_imports_bench():
