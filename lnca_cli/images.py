@@ -203,18 +203,21 @@ def _normalise_mode(image: Image.Image, name: str) -> Image.Image:
 
 
 def _to_tensors(image: Image.Image, channels: int, deep: bool):
-    """Split into (colour pixels, alpha or None), both float32 (C, H, W)."""
-    array = np.asarray(image).astype(np.float32)
-    if deep:
-        # Mode "I" holds 32-bit integers; we treat it as 16-bit grayscale.
-        array = np.clip(array, 0, 65535) / 65535
-    else:
-        array /= 255
+    """Split into (colour pixels, alpha or None), both float32 (C, H, W).
+
+    One float copy of the image is made, straight from its 8- or 16-bit values: a 50 MP photograph
+    takes 0.6 GB as float, and each extra full-size temporary would add as much again.
+    """
+    array = np.array(image)  # a writable copy of the 8- or 16-bit values
     if array.ndim == 2:
         array = array[:, :, None]
-    planes = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    alpha = planes[channels:].clone() if planes.shape[0] > channels else None
-    return planes[:channels].clone(), alpha
+    if deep:  # 16-bit grayscale, in either byte order, or mode "I" (32-bit integers) treated as 16-bit
+        array = np.clip(array.astype(np.int32), 0, 65535)
+    planes = torch.empty(array.shape[2], *array.shape[:2], dtype=torch.float32)
+    planes.copy_(torch.from_numpy(array).permute(2, 0, 1)).div_(65535 if deep else 255)
+    if planes.shape[0] == channels:
+        return planes, None
+    return planes[:channels].clone(), planes[channels:].clone()
 
 
 def _reset_orientation(exif: bytes) -> bytes:
@@ -322,15 +325,23 @@ def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
     return image, options
 
 
+QUANTISE_ROWS = 256  # rows quantised at a time: a band's float temporaries are small, whatever the image
+
+
 def _to_pillow(pixels: torch.Tensor, alpha: torch.Tensor | None, deep: bool) -> Image.Image:
-    """Quantise (C, H, W) floats to an L, LA, RGB, RGBA or I;16 image."""
+    """Quantise (C, H, W) floats to an L, LA, RGB, RGBA or I;16 image, a band of rows at a time, so
+    that no full-size float temporary is made (it would add 4 bytes per value at the peak)."""
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
         raise ValueError(f"pixels must be (1 or 3, H, W), got {tuple(pixels.shape)}")
     planes = [pixels] if alpha is None else [pixels, alpha]
-    planes = torch.cat([plane.detach().cpu().float() for plane in planes])
+    height, width = pixels.shape[-2:]
     scale = 65535 if deep else 255
-    levels = torch.floor(torch.nan_to_num(planes, nan=0.0) * scale + 0.5).clamp(0, scale)
-    array = levels.numpy().astype(np.uint16 if deep else np.uint8).transpose(1, 2, 0)
+    array = np.empty((height, width, sum(plane.shape[0] for plane in planes)), np.uint16 if deep else np.uint8)
+    for top in range(0, height, QUANTISE_ROWS):
+        rows = slice(top, top + QUANTISE_ROWS)
+        band = torch.cat([plane[:, rows].detach().cpu().float() for plane in planes])
+        levels = band.nan_to_num_(nan=0.0).mul_(scale).add_(0.5).floor_().clamp_(0, scale)
+        array[rows] = levels.permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
