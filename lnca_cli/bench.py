@@ -856,7 +856,19 @@ def quality_tables(result: dict) -> list[Table]:
             table.add_row(r["method"], _num(r["psnr"], 2), _num(r["ssim"], 4), _num(r["seconds_per_mp"], 2),
                           r["status"])
         tables.append(table)
-    return tables
+    return [*tables, method_table(result)]
+
+
+def method_table(result: dict) -> Table:
+    """Each method of the quality tables once: its settings and version."""
+    table = Table(title="Methods: settings and versions")
+    for header in ("method", "version", "settings"):
+        table.add_column(header)
+    rows = {r["method"]: r for part in result["tables"] for r in part["rows"] if r["method"] != "input"}
+    for r in rows.values():
+        table.add_row(r["method"], r.get("version") or ("lnca " + __version__ if r["method"] == "lnca" else "-"),
+                      r["settings"])
+    return table
 
 
 def steps_tables(result: dict) -> list[Table]:
@@ -912,6 +924,18 @@ def tables_of(result: dict) -> list[Table]:
     if result.get("benchmark") == "all":
         return [table for name in TABLES if name in result for table in TABLES[name](result[name])]
     return TABLES[result["benchmark"]](result)
+
+
+def markdown_of(tables: list[Table]) -> str:
+    """The tables as Markdown (a bold title, then a pipe table), for docs/BENCHMARKS.md."""
+    blocks = []
+    for table in tables:
+        lines = [f"**{table.title}**", "", "| " + " | ".join(str(c.header) for c in table.columns) + " |",
+                 "|" + "|".join("---" for _ in table.columns) + "|"]
+        lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |"
+                  for row in zip(*(column.cells for column in table.columns))]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
 
 
 def plot_of(result: dict) -> Image.Image | None:

@@ -556,22 +556,27 @@ def _bench_note(message: str) -> None:
     err.print(message, style="dim")
 
 
-def _bench_output(result: dict, as_json: bool, out: str | None, plot: str | None) -> None:
-    """Tables (or --json) on stdout, the JSON to --out, the plot to --plot."""
-    from lnca_cli.bench import plot_of, tables_of
+def _bench_output(result: dict, as_json: bool, out: str | None, plot: str | None, markdown: bool = False) -> None:
+    """Tables (or --json, or Markdown) on stdout, the JSON to --out, the plot to --plot."""
+    from lnca_cli.bench import markdown_of, plot_of, tables_of
 
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
     if plot:
+        image = plot_of(result)
+        if image is None:
+            fail(f"--plot: the {result['benchmark']} benchmark has tables only")
         Path(plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_of(result).save(plot)
+        image.save(plot)
     if as_json:
         print(json.dumps(result))
-        return
-    console = Console(highlight=False)
-    for table in tables_of(result):
-        console.print(table)
+    elif markdown:
+        print(markdown_of(tables_of(result)), end="")
+    else:
+        console = Console(highlight=False)
+        for table in tables_of(result):
+            console.print(table)
 
 
 def _trained(bench, model: str | None, tasks, offline: bool = False) -> dict:
@@ -733,3 +738,24 @@ def bench_all(
                                            _numbers(step_counts, "--step-counts"), device, limit, 0, _bench_note),
     }, device))
     _bench_output(result, as_json, out, plot)
+
+
+@bench_app.command("show")
+@friendly
+def bench_show(
+    result_file: Annotated[Path, typer.Argument(help="A JSON file written by a bench command's --out.")],
+    markdown: Annotated[bool, typer.Option("--markdown", help="Markdown tables, as in docs/BENCHMARKS.md.")] = False,
+    plot: PlotOption = None,
+) -> None:
+    """Print a saved result's tables again, or as Markdown, or redraw its plot, without measuring anything."""
+    from lnca_cli.bench import TABLES
+
+    try:
+        result = json.loads(result_file.read_text())
+    except OSError as exc:
+        fail(f"{result_file}: cannot read ({exc.strerror})")
+    except (ValueError, UnicodeDecodeError):
+        fail(f"{result_file}: not a JSON file")
+    if not isinstance(result, dict) or result.get("benchmark") not in (*TABLES, "all"):
+        fail(f"{result_file}: not a result written by lnca bench --out")
+    _bench_output(result, False, None, plot, markdown)

@@ -149,6 +149,28 @@ def test_quality_cli_json(photos, tiny_weights):
     assert [r["method"] for r in rows] == ["input", "lnca", "skimage-tv"]
 
 
+def test_show_prints_a_saved_result_as_markdown_without_measuring(photos, tiny_weights, tmp_path):
+    saved = tmp_path / "q.json"
+    assert lnca("bench", "quality", "--data", photos, "--model", tiny_weights, "--degradations", "gaussian:25",
+                "--peers", "skimage-tv", "--out", saved).exit_code == 0
+    rows = json.loads(saved.read_text())["tables"][0]["rows"]
+    result = lnca("bench", "show", saved, "--markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("**gaussian:25: 2 images") and lines[2] == "| method | PSNR dB | SSIM | s/MP | status |"
+    assert f"| lnca | {rows[1]['psnr']:.2f} | {rows[1]['ssim']:.4f} |" in result.stdout
+    assert "**Methods: settings and versions**" in result.stdout and "denoise_tv_chambolle" in result.stdout
+
+
+@pytest.mark.parametrize("content, message", [("{not json", "not a JSON file"),
+                                              ('{"models": {}}', "not a result written by lnca bench")])
+def test_show_refuses_what_is_not_a_result_in_one_line(tmp_path, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    result = lnca("bench", "show", path)
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_unknown_peer_is_a_usage_error(photos, tiny_weights):
     result = lnca("bench", "quality", "--data", photos, "--model", tiny_weights, "--peers", "gimp")
     assert result.exit_code == 2 and "unknown peer gimp" in result.stderr
