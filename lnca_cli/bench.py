@@ -63,7 +63,7 @@ from rich.table import Table
 
 from lnca_cli import __version__
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
-from lnca_cli.engine import libc_call, resolve_device, restore_tensor
+from lnca_cli.engine import libc_call, release_freed_memory, resolve_device, restore_tensor
 from lnca_cli.evaluate import evaluate, image_files, score_image
 from lnca_cli.hub import WeightsError, find_model, load_model, save_weights
 from lnca_cli.images import ImageMeta, read_image, write_image
@@ -155,12 +155,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _release_freed_memory() -> None:
-    """Hand freed heap memory back to the system, so the next run's peak is not hidden by reuse."""
-    gc.collect()
-    libc_call("malloc_trim", 0)
-
-
 def _exact_malloc() -> None:
     """Make glibc map every block of 64 KiB or more on its own and unmap it when freed.
 
@@ -183,7 +177,8 @@ def peak_memory(run: Callable[[], object], device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
     _exact_malloc()
-    _release_freed_memory()
+    gc.collect()
+    release_freed_memory()  # so that this run's peak is not hidden by reusing freed memory
     if _reset_peak_rss():
         before = _proc_status_kib("VmRSS")
         run()

@@ -43,6 +43,17 @@ def keep_freed_memory() -> None:
     libc_call("mallopt", -1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
+
+    restore_tensor calls it after each tile: what a tile freed is kept (keep_freed_memory) for
+    that tile's steps to reuse, but left over it would pile up between the long-lived image
+    buffers, tile after tile. Trimming once per tile keeps the peak to the image buffers plus one
+    tile's working memory (12 MP on the CPU: 1978 -> 941 MiB peak RSS, and no slower).
+    """
+    libc_call("malloc_trim", 0)
+
+
 class DeviceError(Exception):
     """The asked device is not available or not usable for the asked precision."""
 
@@ -124,6 +135,8 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     for done, t in enumerate(tiles, 1):
         output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds)
         paste_core(output, output_window, t, scale)
+        del output_window
+        release_freed_memory()
         if on_tile:
             on_tile(done, len(tiles))
     return _like(output, image)
