@@ -855,11 +855,12 @@ def quality_tables(result: dict) -> list[Table]:
 
 
 def method_table(result: dict) -> Table:
-    """Each method of the quality tables once: its settings and version."""
+    """Each method of the quality tables once (lnca once per model): its settings and version."""
     table = Table(title="Methods: settings and versions")
     for header in ("method", "version", "settings"):
         table.add_column(header)
-    rows = {r["method"]: r for part in result["tables"] for r in part["rows"] if r["method"] != "input"}
+    rows = {(r["method"], r["settings"]): r
+            for part in result["tables"] for r in part["rows"] if r["method"] != "input"}
     for r in rows.values():
         table.add_row(r["method"], r.get("version") or ("lnca " + __version__ if r["method"] == "lnca" else "-"),
                       r["settings"])

@@ -49,7 +49,7 @@ def release_freed_memory() -> None:
     restore_tensor calls it after each tile: what a tile freed is kept (keep_freed_memory) for
     that tile's steps to reuse, but left over it would pile up between the long-lived image
     buffers, tile after tile. Trimming once per tile keeps the peak to the image buffers plus one
-    tile's working memory (12 MP on the CPU: 1978 -> 941 MiB peak RSS, and no slower).
+    tile's working memory (50 MP on the CPU: 4.5 -> 2.7 GiB peak RSS, and 16% faster).
     """
     libc_call("malloc_trim", 0)
 
