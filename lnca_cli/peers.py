@@ -108,7 +108,8 @@ def _wiener(image: np.ndarray, sigma: float | None, kernel: np.ndarray | None) -
 PEERS = (
     Peer("opencv-nlm", "noise", "cv2", "opencv-python-headless",
          "fastNlMeansDenoisingColored on 8 bits, h = hColor = 0.7 sigma (0-255; the best of 0.4-1.2 sigma, mean "
-         "over sigma 15/25/50, on 256 px crops of 8 photos of lnca's training pool), 7x7 patches, 21x21 search", _opencv_nlm),
+         "over sigma 15/25/50, on 256 px crops of 8 photos of lnca's training pool), 7x7 patches, 21x21 search",
+         _opencv_nlm),
     Peer("bm3d", "noise", "bm3d", "bm3d", "bm3d_rgb (opponent colour space), sigma_psd = sigma, profile 'np'", _bm3d),
     Peer("skimage-nl-means", "noise", "skimage", "scikit-image",
          "denoise_nl_means, h = 0.8 sigma, patch 5, distance 6, fast mode", _nl_means),
