@@ -525,6 +525,13 @@ bench_app = typer.Typer(help="Benchmarks: latent vs pixel NCA, the tool's speed 
                         context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(bench_app, name="bench")
 
+# The benchmarks' defaults as the options show them (bench.py is imported only when a bench command runs;
+# tests/test_bench.py checks that these agree with its constants).
+NCA_SIZES, NCA_TRAIN_SIZES, NCA_BUDGET_MIB, NCA_REPEATS = "32,64,128,256", "32,64,128", 2048.0, 3
+SPEED_MEGAPIXELS = "1,12,50"
+QUALITY_DEGRADATIONS = "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15"
+STEP_COUNTS = "8,16,32,64,128"
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 OutOption = Annotated[Optional[str], typer.Option("--out", help="Also write the JSON to this file.")]
 PlotOption = Annotated[Optional[str], typer.Option("--plot", help="Draw the results to this PNG.")]
@@ -600,14 +607,14 @@ def _run_bench(run):
 @friendly
 def bench_nca(
     sizes: Annotated[str, typer.Option(help="Square input sides for inference (512 adds about 6 min on "
-                                       "2 CPU cores).")] = "32,64,128,256",
-    train_sizes: Annotated[str, typer.Option(help="Square input sides for one training step.")] = "32,64,128",
+                                       "2 CPU cores).")] = NCA_SIZES,
+    train_sizes: Annotated[str, typer.Option(help="Square input sides for one training step.")] = NCA_TRAIN_SIZES,
     steps: Annotated[Optional[int], typer.Option(help="Inference steps. Default: the model's (64).")] = None,
     train_steps: Annotated[int, typer.Option(help="Steps of the training step.")] = 32,
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 1,
-    repeats: Annotated[int, typer.Option(help="Timed runs per model (the median is reported).")] = 3,
+    repeats: Annotated[int, typer.Option(help="Timed runs per model (the median is reported).")] = NCA_REPEATS,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 1,
-    budget_mib: Annotated[float, typer.Option(help="Memory budget for the largest input.")] = 2048.0,
+    budget_mib: Annotated[float, typer.Option(help="Memory budget for the largest input.")] = NCA_BUDGET_MIB,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     threads: ThreadsOption = None,
     isolate: Annotated[bool, typer.Option(help="Measure CPU memory in a fresh process per measurement "
@@ -626,7 +633,7 @@ def bench_nca(
 @bench_app.command("speed")
 @friendly
 def bench_speed(
-    megapixels: Annotated[str, typer.Option(help="Photograph sizes in megapixels.")] = "1,12,50",
+    megapixels: Annotated[str, typer.Option(help="Photograph sizes in megapixels.")] = SPEED_MEGAPIXELS,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. Default: "
                                                  "the denoise model, else a random one (timing only).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
@@ -650,7 +657,7 @@ def bench_speed(
 def bench_quality(
     data: DataOption,
     degradations: Annotated[str, typer.Option(help="Comma-separated degradation specs.")] =
-    "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15",
+    QUALITY_DEGRADATIONS,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path for every "
                                                  "degradation. Default: each task's model.")] = None,
     peers: Annotated[Optional[str], typer.Option(help="Only these peers (comma-separated names). Default: all.")]
@@ -681,7 +688,7 @@ def bench_steps(
     degradation: Annotated[Optional[str], typer.Option(help="Default by task: gaussian:25, motion:7, masked:0.5.")]
     = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
-    step_counts: Annotated[str, typer.Option(help="Step counts to compare.")] = "8,16,32,64,128",
+    step_counts: Annotated[str, typer.Option(help="Step counts to compare.")] = STEP_COUNTS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
     threads: ThreadsOption = None,
     limit: LimitOption = None,
@@ -704,16 +711,16 @@ def bench_all(
     threads: ThreadsOption = None,
     device: Annotated[str, typer.Option(help="Device for nca, quality and steps.")] = "cpu",
     limit: LimitOption = None,
-    sizes: Annotated[str, typer.Option(help="nca: inference sides.")] = "32,64,128,256",
-    train_sizes: Annotated[str, typer.Option(help="nca: training-step sides.")] = "32,64,128",
-    budget_mib: Annotated[float, typer.Option(help="nca: memory budget for the largest input.")] = 2048.0,
-    repeats: Annotated[int, typer.Option(help="nca: timed runs per model.")] = 3,
+    sizes: Annotated[str, typer.Option(help="nca: inference sides.")] = NCA_SIZES,
+    train_sizes: Annotated[str, typer.Option(help="nca: training-step sides.")] = NCA_TRAIN_SIZES,
+    budget_mib: Annotated[float, typer.Option(help="nca: memory budget for the largest input.")] = NCA_BUDGET_MIB,
+    repeats: Annotated[int, typer.Option(help="nca: timed runs per model.")] = NCA_REPEATS,
     isolate: Annotated[bool, typer.Option(help="nca: CPU memory in a fresh process per measurement.")] = True,
-    megapixels: Annotated[str, typer.Option(help="speed: photograph sizes in megapixels.")] = "1,12,50",
+    megapixels: Annotated[str, typer.Option(help="speed: photograph sizes in megapixels.")] = SPEED_MEGAPIXELS,
     devices: Annotated[str, typer.Option(help="speed: auto, or a list such as cpu,cuda.")] = "auto",
     degradations: Annotated[str, typer.Option(help="quality: degradation specs.")] =
-    "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15",
-    step_counts: Annotated[str, typer.Option(help="steps: step counts.")] = "8,16,32,64,128",
+    QUALITY_DEGRADATIONS,
+    step_counts: Annotated[str, typer.Option(help="steps: step counts.")] = STEP_COUNTS,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="One model for every task (default: each "
                                                  "task's model).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="NCA steps for nca, speed and quality. Default: the "

@@ -223,6 +223,20 @@ def test_all_in_one_run(photos, tiny_weights, tmp_path):
     assert all(written[part]["seconds"] > 0 for part in ("nca", "speed", "quality", "steps"))
 
 
+def test_the_command_line_defaults_are_the_benchmarks_defaults():
+    from lnca_cli import cli
+
+    def numbers(text, kind=int):
+        return tuple(kind(part) for part in text.split(","))
+
+    defaults = bench.NCASettings()
+    assert (numbers(cli.NCA_SIZES), numbers(cli.NCA_TRAIN_SIZES)) == (defaults.sizes, defaults.train_sizes)
+    assert (cli.NCA_BUDGET_MIB, cli.NCA_REPEATS) == (defaults.budget_mib, defaults.repeats)
+    assert numbers(cli.SPEED_MEGAPIXELS, float) == bench.SPEED_MEGAPIXELS
+    assert tuple(cli.QUALITY_DEGRADATIONS.split(",")) == bench.QUALITY_DEGRADATIONS
+    assert numbers(cli.STEP_COUNTS) == bench.STEP_COUNTS
+
+
 def test_the_restore_path_never_imports_bench():
     import subprocess
     import sys
