@@ -83,6 +83,22 @@ def main(
     STATE["debug"] = debug
 
 
+# ---------------------------------------------------------------- options more than one command takes
+
+ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default: the physical cores that other "
+                                                      "processes leave free (lnca info shows how many).",
+                                                      show_default=False)]
+
+
+def use_threads(threads: int | None) -> int:
+    """Apply --threads (bad values are usage errors); returns the count in use."""
+    from lnca_cli.engine import set_threads
+
+    if threads is not None and threads < 1:
+        fail(f"--threads must be at least 1, got {threads}")
+    return set_threads(threads)
+
+
 # ---------------------------------------------------------------- restore, denoise, deblur
 
 
@@ -154,6 +170,7 @@ def restore(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (inputs are never replaced).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for models with stochastic updates.")] = 0,
+    threads: ThreadsOption = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse larger images (a guard against decompression "
                                                       "bombs); 0 for no limit. Default: Pillow's, 89M.",
                                                       show_default=False)] = None,
@@ -165,7 +182,7 @@ def restore(
     from lnca_cli.engine import keep_freed_memory
 
     keep_freed_memory()
-
+    use_threads(threads)
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
                                quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
@@ -406,9 +423,19 @@ def train(
     ae_iterations: Annotated[Optional[int], typer.Option(help="Phase 1 (autoencoder) batches.")] = None,
     nca_iterations: Annotated[Optional[int], typer.Option(help="Phase 2 (NCA) batches.")] = None,
     nca_lr: Annotated[Optional[float], typer.Option(help="Phase 2 learning rate.")] = None,
+    e2e_iterations: Annotated[Optional[int], typer.Option(help="Phase 3 batches: encoder, NCA and decoder "
+                                                          "trained together on the pixel loss. Default: 0.")] = None,
+    e2e_lr: Annotated[Optional[float], typer.Option(help="Phase 3 learning rate. Default: 0.001.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Phase 3 loss: mse, l1 or charbonnier. Default: mse.")] = None,
+    min_steps: Annotated[Optional[int], typer.Option(help="Fewest NCA steps drawn for a batch (phases 2, 3).")]
+    = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Most NCA steps drawn for a batch (phases 2, 3).")] = None,
+    val_every: Annotated[Optional[int], typer.Option(help="Validate (and checkpoint) every N batches.")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Resume from / save to this checkpoint.")] = None,
     autoencoder: Annotated[Optional[str], typer.Option(help="Skip phase 1: train the NCA on the autoencoder of "
                                                        "this trained model (.safetensors) of the same sizes.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Skip phases 1 and 2: train this trained model "
+                                                "(.safetensors) on, end to end (needs --e2e-iterations).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop cleanly after this long (resume later "
                                                      "with --checkpoint).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
@@ -416,6 +443,7 @@ def train(
     plot: Annotated[Optional[str], typer.Option(help="Draw the loss curves to this PNG at the end (needs --log).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed for crops, degradations and initialisation.")] = 0,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
     from dataclasses import replace
@@ -423,9 +451,10 @@ def train(
     from lnca_cli.api import SettingsError
     from lnca_cli.engine import keep_freed_memory, resolve_device
     from lnca_cli.model import PRESETS
-    from lnca_cli.train import TASKS, TrainConfig, list_images, plot_log, train as run_training
+    from lnca_cli.train import PIXEL_LOSSES, TASKS, TrainConfig, list_images, plot_log, train as run_training
 
     keep_freed_memory()
+    use_threads(threads)
     if task not in TASKS:
         raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
     if preset not in PRESETS:
@@ -434,16 +463,28 @@ def train(
         raise SettingsError("--minutes stops early and needs a --checkpoint to resume from")
     if plot and not log:
         raise SettingsError("--plot draws the --log file: give --log too")
+    if init and autoencoder:
+        raise SettingsError("--init and --autoencoder both say where to start: give one")
+    if loss is not None and loss not in PIXEL_LOSSES:
+        raise SettingsError(f"unknown --loss '{loss}'; expected one of {', '.join(PIXEL_LOSSES)}")
     try:
         files = list_images(data)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     config = TrainConfig.paper(task, len(files)) if preset == "paper" else TrainConfig(task=task, preset=preset)
     overrides = dict(crop=crop, batch=batch, ae_iterations=ae_iterations, nca_iterations=nca_iterations,
-                     nca_lr=nca_lr)
+                     nca_lr=nca_lr, e2e_iterations=e2e_iterations, e2e_lr=e2e_lr, loss=loss, min_steps=min_steps,
+                     max_steps=max_steps, val_every=val_every)
     config = replace(config, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    if init and not config.e2e_iterations:
+        raise SettingsError("--init trains end to end: give --e2e-iterations too")
+    if not 1 <= config.min_steps <= config.max_steps:
+        raise SettingsError(f"--min-steps and --max-steps must satisfy 1 <= min <= max, got {config.min_steps} "
+                            f"and {config.max_steps}")
     device_name = str(resolve_device(device))
-    total = config.ae_iterations + config.nca_iterations
+    first_phase = 3 if init else 2 if autoencoder else 1
+    before = {1: 0, 2: config.ae_iterations, 3: config.ae_iterations + config.nca_iterations}
+    total = config.ae_iterations + config.nca_iterations + config.e2e_iterations - before[first_phase]
     progress = Progress(TextColumn("phase {task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3g}  val PSNR {task.fields[psnr]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
@@ -451,7 +492,7 @@ def train(
     bar = progress.add_task("train", total=total, phase=1, loss=float("nan"), psnr="-")
 
     def on_iteration(row: dict) -> None:
-        done = row["iteration"] + (config.ae_iterations if row["phase"] == 2 else 0)
+        done = row["iteration"] + before[row["phase"]] - before[first_phase]
         fields = {"psnr": f"{row['psnr']:.2f} dB"} if "psnr" in row else {}
         progress.update(bar, completed=done, phase=row["phase"], loss=row["loss"], **fields)
         if "psnr" in row and not err.is_terminal:
@@ -462,15 +503,17 @@ def train(
         try:
             result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
                                   device=device_name, log_path=log, on_iteration=on_iteration,
-                                  autoencoder=autoencoder, metadata={"hardware": device_name})
+                                  autoencoder=autoencoder, init=init,
+                                  metadata={"hardware": device_name, **({"init": init} if init else {})})
         except ValueError as exc:  # unusable photos or autoencoder: the user's to fix
             fail(str(exc))
     if plot:
         plot_log(log, plot)
-    if result is None:
-        err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint})")
-        return
     best = result["val_psnr"]
+    if not result["finished"]:
+        written = f"; the best weights so far ({best:.2f} dB) are in {out}" if result["val_psnr_by_steps"] else ""
+        err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint}){written}")
+        return
     print(f"wrote {out}: " + (f"best validation PSNR {best:.2f} dB" if best > -float("inf")
                               else "no NCA training (--nca-iterations 0): its autoencoder is for --autoencoder"))
 
@@ -535,7 +578,6 @@ STEP_COUNTS = "8,16,32,64,128"
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 OutOption = Annotated[Optional[str], typer.Option("--out", help="Also write the JSON to this file.")]
 PlotOption = Annotated[Optional[str], typer.Option("--plot", help="Draw the results to this PNG.")]
-ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for torch. Default: torch's.")]
 DataOption = Annotated[str, typer.Option(help="Folder of clean images, e.g. /path/to/Kodak24.")]
 LimitOption = Annotated[Optional[int], typer.Option(help="Only the first N images.")]
 
@@ -552,10 +594,7 @@ def _bench_setup(threads: int | None):
     """Import the benchmarks (torch and friends) only when a bench command runs."""
     from lnca_cli import bench
 
-    if threads is not None:
-        if threads < 1:
-            fail(f"--threads must be at least 1, got {threads}")
-        bench.set_threads(threads)
+    bench.set_threads(use_threads(threads))
     return bench
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -52,6 +54,57 @@ def release_freed_memory() -> None:
     tile's working memory (50 MP on the CPU: 4.5 -> 2.7 GiB peak RSS, and 16% faster).
     """
     libc_call("malloc_trim", 0)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, and a container's CPU quota (cgroup v2)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+PHYSICAL_CORES = torch.get_num_threads()  # torch's own count, before anyone changes it (or OMP_NUM_THREADS)
+
+
+def default_threads() -> int:
+    """The cores free for lnca: torch's count of physical cores, within usable_cpus(), less those
+    that other processes keep busy (the 1-minute load average). On a busy machine a thread more
+    than the free cores makes every step wait for a descheduled one: 2-3x slower, not faster."""
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(PHYSICAL_CORES, usable_cpus()) - busy)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads (None: default_threads()); returns the count. Never more than usable_cpus()."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    count = default_threads() if threads is None else min(threads, usable_cpus())
+    torch.set_num_threads(count)
+    return count
+
+
+#: Below this many latent cells a step is too small to share between threads: one is fastest.
+SMALL_GRID_CELLS = 1024
+
+
+@contextlib.contextmanager
+def threads_for(cells: int, device: torch.device):
+    """One CPU thread for a tiny image (a 64x64 photo is 256 cells), torch's setting otherwise."""
+    saved = torch.get_num_threads()
+    if device.type == "cpu" and cells < SMALL_GRID_CELLS:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 class DeviceError(Exception):
@@ -132,13 +185,14 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, halo_cells(steps))
     output = torch.empty((3, height, width), dtype=torch.float32)
     seeds = torch.full((1,), seed, dtype=torch.long, device=device)
-    for done, t in enumerate(tiles, 1):
-        output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds)
-        paste_core(output, output_window, t, scale)
-        del output_window
-        release_freed_memory()
-        if on_tile:
-            on_tile(done, len(tiles))
+    with threads_for(grid_h * grid_w, device):
+        for done, t in enumerate(tiles, 1):
+            output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds)
+            paste_core(output, output_window, t, scale)
+            del output_window
+            release_freed_memory()
+            if on_tile:
+                on_tile(done, len(tiles))
     return _like(output, image)
 
 

@@ -81,6 +81,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The encoder and decoder run in channels_last memory: the NCA's cells are views of it."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def _block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
     """The paper's block: 3x3 conv (no activation) -> BatchNorm -> swish."""
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride, 1), nn.BatchNorm2d(out_ch), nn.SiLU())
@@ -121,29 +126,38 @@ class Decoder(nn.Module):
         return self.out(self.merge(self.up(z) + skip))
 
 
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of each cell of an (N, C, H, W) grid."""
+class CellConv(nn.Conv2d):
+    """A conv over channels-last cells (N, h, w, C) -> (N, h, w, out).
 
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
+    Its parameters are an ordinary Conv2d's, so weights files are unchanged. A 1x1 conv is a
+    matmul on the last dimension (2-5x faster than an NCHW conv on a CPU, and no layout change);
+    a 3x3 or grouped conv runs on a permuted view, which is NCHW in `channels_last` memory, so
+    neither permute copies.
+    """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        if self.kernel_size == (1, 1) and self.groups == 1:
+            return F.linear(cells, self.weight.flatten(1), self.bias)
+        x = cells.permute(0, 3, 1, 2)
+        multiplier = self.out_channels // self.groups
+        if cells.dtype == torch.bfloat16 and self.groups == self.in_channels and multiplier > 1:
+            # The same conv as one channel per group, each input repeated: oneDNN's bf16 kernel for
+            # that is 2.5x faster than for a channel multiplier (docs/BENCHMARKS.md).
+            x = cells.repeat_interleave(multiplier, dim=-1).permute(0, 3, 1, 2)
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, groups=self.out_channels
+                            ).permute(0, 2, 3, 1)
+        return super().forward(x).permute(0, 2, 3, 1)
 
 
 def simple_gate(x: torch.Tensor) -> torch.Tensor:
-    a, b = x.chunk(2, dim=1)
+    """NAFNet's gate: the two halves of the channels (last dimension), multiplied."""
+    a, b = x.chunk(2, dim=-1)
     return a * b
 
 
 class NAFCA(nn.Module):
-    """The NAFNet-style update rule. A cell sees its 3x3 neighbours through one conv per step:
+    """The NAFNet-style update rule on channels-last cells. A cell sees its 3x3 neighbours
+    through one conv per step:
 
     - "gate" (the paper): a 3x3 conv to a 1-channel spatial gate, so neighbours reach a cell only
       through one scalar; the channel split is 1x1.
@@ -156,27 +170,30 @@ class NAFCA(nn.Module):
         super().__init__()
         d, e = cell_channels, embed_dim
         split_k, gate_k = (3, 1) if perception == "depthwise" else (1, 3)
-        self.norm1 = LayerNorm2d(d)
-        self.expand = nn.Conv2d(d, e, 1)
-        self.split = nn.Conv2d(e, 2 * e, split_k, padding=split_k // 2, groups=e)
-        self.spatial_gate = nn.Conv2d(e, 1, gate_k, padding=gate_k // 2)
-        self.project = nn.Conv2d(e, d, 1)
-        self.norm2 = LayerNorm2d(d)
-        self.ffn_in = nn.Conv2d(d, 2 * e, 1)
-        self.ffn_out = nn.Conv2d(e, d, 1)
-        self.norm3 = LayerNorm2d(d)
-        self.update = nn.Conv2d(d, update_channels, 1)
+        self.norm1 = nn.LayerNorm(d, eps=1e-6)
+        self.expand = CellConv(d, e, 1)
+        self.split = CellConv(e, 2 * e, split_k, padding=split_k // 2, groups=e)
+        self.spatial_gate = CellConv(e, 1, gate_k, padding=gate_k // 2)
+        self.project = CellConv(e, d, 1)
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.ffn_in = CellConv(d, 2 * e, 1)
+        self.ffn_out = CellConv(e, d, 1)
+        self.norm3 = nn.LayerNorm(d, eps=1e-6)
+        self.update = CellConv(d, update_channels, 1)
         self.dropout = nn.Dropout(dropout)
-        self.beta = nn.Parameter(torch.zeros(1, d, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, d, 1, 1))  # NCHW-shaped, as in the weights files
         self.gamma = nn.Parameter(torch.zeros(1, d, 1, 1))
 
-    def forward(self, cells: torch.Tensor) -> torch.Tensor:
-        """Cells (N, D, h, w) -> update for the out and hidden channels (N, D - C, h, w)."""
-        x = simple_gate(self.split(self.expand(self.norm1(cells))))
-        x = x * self.spatial_gate(x)
-        y = cells + self.beta * self.dropout(self.project(x))
+    def forward(self, cells: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Cells (N, h, w, D) -> the update of rows [start, stop) for the out and hidden channels,
+        (N, stop - start, w, D - C). Reads one row more on each side: the rule's reach."""
+        stop = cells.shape[1] if stop is None else stop
+        lo, hi = max(start - 1, 0), min(stop + 1, cells.shape[1])
+        x = simple_gate(self.split(self.expand(self.norm1(cells[:, lo:hi]))))
+        x = (x * self.spatial_gate(x))[:, start - lo: stop - lo]
+        y = cells[:, start:stop] + self.beta.flatten() * self.dropout(self.project(x))
         x = self.ffn_out(simple_gate(self.ffn_in(self.norm2(y))))
-        x = y + self.gamma * self.dropout(x)
+        x = y + self.gamma.flatten() * self.dropout(x)
         return self.update(self.norm3(x))
 
 
@@ -191,7 +208,7 @@ def _hash31(x: torch.Tensor) -> torch.Tensor:
 def update_mask(
     seeds: torch.Tensor, step: int, origin: tuple[int, int], size: tuple[int, int], rate: float
 ) -> torch.Tensor:
-    """Which cells update at this step: (N, 1, h, w) of 0/1, a pure function of (seed, step, global cell).
+    """Which cells update at this step: (N, h, w, 1) of 0/1, a pure function of (seed, step, global cell).
 
     Hashing global coordinates (not drawing from an RNG) makes a tile's mask equal to the
     whole image's mask over the same cells, so tiled and untiled runs agree even when rate < 1.
@@ -202,11 +219,22 @@ def update_mask(
     h = _hash31(seeds.long()[:, None, None] * 1_000_003 + step)
     h = _hash31(h ^ _hash31(ys + 0x2545F491))
     h = _hash31(h ^ _hash31(xs + 0x1B873593))
-    return ((h.float() / 2**31) < rate).float()[:, None]
+    return ((h.float() / 2**31) < rate).float()[..., None]
+
+
+#: Cells updated together: a band of rows this large keeps one step's working set (about 4 kB a
+#: cell) in the CPU's cache instead of streaming every intermediate through memory: 2-3x faster
+#: than whole-grid steps on a CPU (docs/BENCHMARKS.md), and no slower on a GPU.
+BAND_CELLS = 4096
 
 
 class NCA(nn.Module):
-    """A cellular automaton of cells [in | out | hidden] updated by NAFCA; `in` is never updated."""
+    """A cellular automaton of cells [in | out | hidden] updated by NAFCA; `in` is never updated.
+
+    Cells live channels-last, (N, h, w, D), for the whole run: the rule's 1x1 convs are matmuls
+    on the last dimension, and no step changes the layout. Images and latents stay (N, C, H, W):
+    `seed` and `output` are the only crossings.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int, embed_dim: int, dropout: float,
                  update_rate: float, perception: str = "gate"):
@@ -217,20 +245,31 @@ class NCA(nn.Module):
         self.hidden_channels = hidden_channels
 
     def seed(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Initial cells: in = inputs, out = 0.5, hidden = 0."""
-        n, _, h, w = inputs.shape
-        out = inputs.new_full((n, self.out_channels, h, w), 0.5)
-        hidden = inputs.new_zeros((n, self.hidden_channels, h, w))
-        return torch.cat([inputs, out, hidden], dim=1)
+        """Initial cells (N, h, w, D) from inputs (N, C, h, w): in = inputs, out = 0.5, hidden = 0."""
+        inputs = inputs.permute(0, 2, 3, 1)
+        n, h, w, _ = inputs.shape
+        out = inputs.new_full((n, h, w, self.out_channels), 0.5)
+        hidden = inputs.new_zeros((n, h, w, self.hidden_channels))
+        return torch.cat([inputs, out, hidden], dim=-1)
 
     def step(self, cells: torch.Tensor, step: int = 0, origin: tuple[int, int] = (0, 0),
              seeds: torch.Tensor | None = None) -> torch.Tensor:
-        update = self.rule(cells)
+        """One update of every cell, a band of rows at a time (see BAND_CELLS)."""
+        n, h, w, _ = cells.shape
+        rows = max(1, BAND_CELLS // (n * w))
+        bands = [self._step_band(cells, start, min(start + rows, h), step, origin, seeds) for start in range(0, h, rows)]
+        return bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)
+
+    def _step_band(self, cells: torch.Tensor, start: int, stop: int, step: int, origin: tuple[int, int],
+                   seeds: torch.Tensor | None) -> torch.Tensor:
+        update = self.rule(cells, start, stop)
         if self.update_rate < 1.0:
             if seeds is None:
                 seeds = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device)
-            update = update * update_mask(seeds, step, origin, cells.shape[-2:], self.update_rate).to(update.dtype)
-        return torch.cat([cells[:, : self.in_channels], cells[:, self.in_channels:] + update], dim=1)
+            mask = update_mask(seeds, step, (origin[0] + start, origin[1]), update.shape[1:3], self.update_rate)
+            update = update * mask.to(update.dtype)
+        band = cells[:, start:stop]
+        return torch.cat([band[..., : self.in_channels], band[..., self.in_channels:] + update], dim=-1)
 
     def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
             seeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -239,7 +278,11 @@ class NCA(nn.Module):
         return cells
 
     def output(self, cells: torch.Tensor) -> torch.Tensor:
-        return cells[:, self.in_channels: self.in_channels + self.out_channels]
+        """The out channels as (N, C, h, w), in channels_last memory (a view, no copy)."""
+        return cells[..., self.in_channels: self.in_channels + self.out_channels].permute(0, 3, 1, 2)
+
+    def hidden(self, cells: torch.Tensor) -> torch.Tensor:
+        return cells[..., self.in_channels + self.out_channels:]
 
 
 class LNCA(nn.Module):
@@ -257,7 +300,7 @@ class LNCA(nn.Module):
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
                        seeds: torch.Tensor | None = None) -> torch.Tensor:
         """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global position."""
-        z, skip = self.encoder(x)
+        z, skip = self.encoder(_channels_last(x))
         cells = self.nca.run(self.nca.seed(z), steps, origin, seeds)
         return self.decoder(self.nca.output(cells), skip)
 
@@ -271,8 +314,8 @@ class LNCA(nn.Module):
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""
         height, width = clean.shape[-2:]
-        z_clean, _ = self.encoder(pad_to_multiple(clean, self.config.downsample))
-        _, skip = self.encoder(pad_to_multiple(degraded, self.config.downsample))
+        z_clean, _ = self.encoder(_channels_last(pad_to_multiple(clean, self.config.downsample)))
+        _, skip = self.encoder(_channels_last(pad_to_multiple(degraded, self.config.downsample)))
         return self.decoder(z_clean, skip)[..., :height, :width]
 
 
@@ -291,7 +334,7 @@ class PixelNCA(nn.Module):
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         cells = self.nca.run(self.nca.seed(x), steps or self.config.steps)
-        return self.nca.output(cells).clamp(0, 1)
+        return self.nca.output(cells).clamp(0, 1).contiguous()
 
 
 def halo_cells(steps: int) -> int:

@@ -1,8 +1,11 @@
-"""Training: phase 1 (autoencoder), phase 2 (NCA with a pool), resumable checkpoints.
+"""Training: phase 1 (autoencoder), phase 2 (NCA with a pool), phase 3 (end to end), resumable
+checkpoints.
 
-Follows ../shared/PAPER.md, without the reference code's three slips: the NCA step count is drawn
-per batch, the cosine schedule counts every optimiser step (two per batch), and the weights kept
-are the best by validation PSNR, not the last.
+Phases 1 and 2 follow the paper (docs/METHOD.md), without the reference code's three slips: the
+NCA step count is drawn per batch, the cosine schedule counts every optimiser step (two per
+batch), and the weights kept are the best by validation PSNR, not the last. Phase 3 is ours:
+encoder, NCA and decoder trained together on the pixel loss (BatchNorm statistics frozen), which
+passes the ceiling a frozen autoencoder sets on the NCA.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -49,6 +52,9 @@ class TrainConfig:
     nca_iterations: int = 2000
     lr: float = 1e-2  # phase 1 (the paper's, both phases)
     nca_lr: float = 1e-2  # phase 2
+    e2e_iterations: int = 0  # phase 3: end to end
+    e2e_lr: float = 1e-3
+    loss: str = "mse"  # phase 3's pixel loss: mse, l1 or charbonnier
     min_steps: int = 8
     max_steps: int = 32
     pool_size: int = 1024
@@ -183,7 +189,7 @@ def nca_losses(model: LNCA, cells: torch.Tensor, clean: torch.Tensor, z_clean: t
     """Pixel (x100), latent (x100) and overflow (x1 each) losses on the NCA's cells after T steps."""
     nca = model.nca
     out = nca.output(cells)
-    hidden = cells[:, nca.in_channels + nca.out_channels:]
+    hidden = nca.hidden(cells)
     image = model.decoder(out, skip)
     overflow = (out - out.clamp(0, 1)).abs().mean() + (hidden - hidden.clamp(-1, 1)).abs().mean()
     return 100 * mse(image, clean) + 100 * mse(out, z_clean) + overflow
@@ -202,20 +208,43 @@ class Pool:
         return dataclasses.asdict(self)
 
 
+# ---------------------------------------------------------------- phase 3: end to end
+
+PIXEL_LOSSES = ("mse", "l1", "charbonnier")
+
+
+def pixel_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Phase 3's loss on the restored image: MSE (what PSNR scores), L1, or Charbonnier (a smooth L1)."""
+    if kind == "mse":
+        return mse(restored, clean)
+    if kind == "l1":
+        return F.l1_loss(restored, clean)
+    if kind == "charbonnier":
+        return torch.sqrt((restored - clean).pow(2) + 1e-6).mean()
+    raise ValueError(f"unknown loss '{kind}'; expected one of {', '.join(PIXEL_LOSSES)}")
+
+
+def freeze_batchnorm(model: LNCA) -> None:
+    """BatchNorm layers in eval mode: their statistics stay those of phase 1 (batches of 8 crops
+    would make them noisy), while their scale and shift still learn."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
 # ---------------------------------------------------------------- the run
 
+PHASES = {1: "autoencoder", 2: "NCA", 3: "end to end"}
 
-@dataclass
-class TrainState:
-    """Everything a resumed run needs; saved with torch.save of tensors and plain types only."""
 
-    config: TrainConfig
-    model: LNCA
-    phase: int = 1
-    iteration: int = 0
-    best_psnr: float = -math.inf
-    best_state: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
+STEP_CANDIDATES = (8, 12, 16, 24, 32, 48, 64)
+STEPS_TOLERANCE_DB = 0.05
+
+
+def fewest_good_steps(scores: dict[int, float]) -> int:
+    """The smallest step count scoring within STEPS_TOLERANCE_DB of the best one."""
+    best = max(scores.values())
+    return min(t for t, score in scores.items() if score >= best - STEPS_TOLERANCE_DB)
 
 
 class Trainer:
@@ -229,6 +258,7 @@ class Trainer:
         self.best_psnr, self.best_state = -math.inf, {}
         self.ae_opt = torch.optim.Adam(self._ae_params(), lr=config.lr)
         self.nca_opt = torch.optim.Adam(self.model.nca.parameters(), lr=config.nca_lr)
+        self.e2e_opt = torch.optim.Adam(self.model.parameters(), lr=config.e2e_lr)
         self.pool: Pool | None = None
         self.val_clean, self.val_degraded = self._validation_set(photos_val)
         self.autocast = self.device.type == "cuda"
@@ -300,6 +330,23 @@ class Trainer:
         self.pool.cells[idx] = cells
         return 0.5 * (fresh_loss + pool_loss)
 
+    # -- phase 3
+    def e2e_iteration(self) -> float:
+        """One batch through encoder, NCA (T drawn per batch) and decoder; every parameter learns."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        freeze_batchnorm(model)
+        clean, degraded, _ = self._batch()
+        steps = int(torch.randint(cfg.min_steps, cfg.max_steps + 1, (1,), generator=self.gen))
+        with self._autocast():
+            loss = pixel_loss(cfg.loss, model(degraded, steps=steps), clean)
+        self.e2e_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in self.e2e_opt.param_groups:
+            group["lr"] = cosine_lr(cfg.e2e_lr, self.iteration, cfg.e2e_iterations)
+        self.e2e_opt.step()
+        return loss.item()
+
     # -- validation
     @torch.no_grad()
     def validate(self, steps: int | None = None) -> dict[str, float]:
@@ -311,27 +358,32 @@ class Trainer:
             if self.phase == 1:
                 out = self.model.oracle(clean, degraded)
             else:
-                out = self.model(degraded, steps=steps or self.model.config.steps)
+                out = self.model(degraded, steps=steps or self.validation_steps())
             out = quantize8(out.float())
             psnrs.append(psnr(out, clean))
             ssims.append(ssim(out, clean))
         return {"psnr": float(torch.cat(psnrs).mean()), "ssim": float(torch.cat(ssims).mean())}
 
+    def validation_steps(self) -> int:
+        """Phase 3 trains at T in [min_steps, max_steps] without a pool: it is scored at max_steps."""
+        return self.cfg.max_steps if self.phase == 3 else self.model.config.steps
+
     def _maybe_keep_best(self, scores: dict[str, float]) -> None:
-        if self.phase == 2 and scores["psnr"] > self.best_psnr:
+        if self.phase >= 2 and scores["psnr"] > self.best_psnr:
             self.best_psnr = scores["psnr"]
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def run(self, should_stop: Callable[[], bool] = lambda: False,
             on_iteration: Callable[[dict], None] | None = None) -> bool:
-        """Train until both phases are done (True) or should_stop() says so (False, resumable)."""
-        while self.phase <= 2:
-            limit = self.cfg.ae_iterations if self.phase == 1 else self.cfg.nca_iterations
+        """Train until every phase is done (True) or should_stop() says so (False, resumable)."""
+        while self.phase in PHASES:
+            limit = self.phase_iterations(self.phase)
+            step = {1: self.ae_iteration, 2: self.nca_iteration, 3: self.e2e_iteration}[self.phase]
             while self.iteration < limit:
                 if should_stop():
                     return False
                 started = time.perf_counter()
-                loss = self.ae_iteration() if self.phase == 1 else self.nca_iteration()
+                loss = step()
                 self.iteration += 1
                 row = {"phase": self.phase, "iteration": self.iteration, "loss": loss,
                        "seconds": time.perf_counter() - started}
@@ -342,7 +394,20 @@ class Trainer:
                 if on_iteration:
                     on_iteration(row)
             self.phase, self.iteration = self.phase + 1, 0
+            if self.phase == 3:
+                self.pool = None  # phase 3 starts each batch afresh: checkpoints stay small
         return True
+
+    def phase_iterations(self, phase: int) -> int:
+        return {1: self.cfg.ae_iterations, 2: self.cfg.nca_iterations, 3: self.cfg.e2e_iterations}[phase]
+
+    def adopt_model(self, source: LNCA) -> None:
+        """Start from a trained model of the same sizes and go straight to phase 3 (end to end)."""
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError:
+            raise ValueError(f"it does not fit preset '{self.cfg.preset}'") from None
+        self.phase, self.iteration = 3, 0
 
     def adopt_autoencoder(self, source: LNCA) -> None:
         """Take a trained model's autoencoder and go straight to phase 2: another NCA on the same
@@ -363,6 +428,7 @@ class Trainer:
             "phase": self.phase, "iteration": self.iteration, "best_psnr": self.best_psnr,
             "best_state": self.best_state, "model": self.model.state_dict(),
             "ae_opt": self.ae_opt.state_dict(), "nca_opt": self.nca_opt.state_dict(),
+            "e2e_opt": self.e2e_opt.state_dict(),
             "pool": self.pool.state() if self.pool is not None else {},
             "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),  # the latter drives dropout
         }
@@ -381,6 +447,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.ae_opt.load_state_dict(ckpt["ae_opt"])
         self.nca_opt.load_state_dict(ckpt["nca_opt"])
+        if "e2e_opt" in ckpt:  # checkpoints from before phase 3 have none
+            self.e2e_opt.load_state_dict(ckpt["e2e_opt"])
         self.phase, self.iteration = ckpt["phase"], ckpt["iteration"]
         self.best_psnr, self.best_state = ckpt["best_psnr"], ckpt["best_state"]
         self.pool = Pool(**ckpt["pool"]) if ckpt["pool"] else None
@@ -393,13 +461,14 @@ class Trainer:
         model.load_state_dict(self.best_state or self.model.state_dict())
         return model.eval()
 
-    def choose_steps(self, candidates: Iterator[int] = (16, 24, 32, 48, 64)) -> tuple[int, dict[int, float]]:
-        """Pick the inference step count with the best validation PSNR (validation split only)."""
+    def choose_steps(self, candidates: Iterator[int] = STEP_CANDIDATES) -> tuple[int, dict[int, float]]:
+        """The fewest inference steps whose validation PSNR is within STEPS_TOLERANCE_DB of the best
+        (validation split only): each step costs time, a hundredth of a dB is not worth it."""
         model = self.model
         self.model = self.best_model().to(self.device)
         scores = {t: self.validate(steps=t)["psnr"] for t in candidates}
         self.model = model
-        return max(scores, key=scores.get), scores
+        return fewest_good_steps(scores), scores
 
     def export(self, path: str | Path, metadata: dict[str, str]) -> dict[int, float]:
         """Save the best weights with the validation-chosen default step count."""
@@ -416,12 +485,15 @@ class Trainer:
 def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | Path | None = None,
           checkpoint: str | Path | None = None, minutes: float | None = None, device: str = "cpu",
           log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
-          autoencoder: str | Path | None = None, on_iteration: Callable[[dict], None] | None = None) -> dict | None:
+          autoencoder: str | Path | None = None, init: str | Path | None = None,
+          on_iteration: Callable[[dict], None] | None = None) -> dict:
     """Train on a folder of photos and write the best weights to `out`.
 
-    With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out (then
-    returns None; call again to go on). With `autoencoder` (a weights file), phase 1 is skipped and
-    that model's autoencoder is used. Returns the validation scores of the exported model.
+    With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out; the best
+    weights so far are written to `out` then too (call again to go on). With `autoencoder` (a
+    weights file), phase 1 is skipped and that model's autoencoder is used; with `init`, phases 1
+    and 2 are skipped and the whole model is trained on from that one. Returns whether the run
+    finished, and the validation scores of the weights written (None if none were: no NCA yet).
     """
     files = list_images(data)
     if val is None:
@@ -439,11 +511,13 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
     trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log)
     if checkpoint and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
-    elif autoencoder is not None:
+    elif autoencoder is not None or init is not None:
+        source = autoencoder if init is None else init
+        adopt = trainer.adopt_autoencoder if init is None else trainer.adopt_model
         try:
-            trainer.adopt_autoencoder(load_weights(autoencoder)[0])
+            adopt(load_weights(source)[0])
         except ValueError as exc:
-            raise ValueError(f"{autoencoder}: {exc}") from None
+            raise ValueError(f"{source}: {exc}") from None
     deadline = time.monotonic() + 60 * minutes if minutes is not None else math.inf
 
     def after_iteration(row: dict) -> None:
@@ -456,10 +530,10 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
         finished = trainer.run(lambda: time.monotonic() > deadline, after_iteration)
         if checkpoint:
             trainer.save_checkpoint(checkpoint)
-        if not finished:
-            return None
-        scores = trainer.export(out, {"data": str(data), "seed": str(config.seed), **(metadata or {})})
-        return {"val_psnr": trainer.best_psnr, "val_psnr_by_steps": scores}
+        scores = None
+        if finished or trainer.best_state:
+            scores = trainer.export(out, {"data": str(data), "seed": str(config.seed), **(metadata or {})})
+        return {"finished": finished, "val_psnr": trainer.best_psnr, "val_psnr_by_steps": scores}
     finally:
         if log_file:
             log_file.close()
@@ -470,5 +544,6 @@ def plot_log(log_path: str | Path, png: str | Path) -> None:
     from lnca_cli.plot import line_plot
 
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    series = {f"phase {p} loss": [(r["iteration"], r["loss"]) for r in rows if r["phase"] == p] for p in (1, 2)}
+    series = {f"phase {p} loss": [(r["iteration"], r["loss"]) for r in rows if r["phase"] == p] for p in PHASES}
+    series = {name: points for name, points in series.items() if points}
     line_plot(series, "lnca training loss", "iteration", "loss", log_y=True).save(png)
