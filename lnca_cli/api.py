@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lnca_cli.engine import DeviceError, precision, resolve_device, restore_tensor
+from lnca_cli.engine import DeviceError, resolve_device, resolve_precision, restore_tensor
+from lnca_cli.errors import SettingsError  # noqa: F401 - part of this module's face: raised by prepare
 from lnca_cli.hub import TASKS, WeightsError, load_model
 from lnca_cli.images import (SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image, format_for_extension,
                              read_image, write_image)
@@ -25,10 +26,6 @@ from lnca_cli.model import LNCA, halo_cells
 
 STDIO = "-"
 MAX_STEPS = 10_000
-
-
-class SettingsError(Exception):
-    """Bad usage or settings, found before any file is touched (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class RestoreSettings:
     steps: int | None = None  # None: the model's default
     device: str = "auto"
     tile: int | str = "auto"  # core side in pixels, 0 for none
-    half: bool = False
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (engine.resolve_precision)
     seed: int = 0
     quality: int = 95  # JPEG/WebP quality
     overwrite: bool = False
@@ -144,7 +141,7 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
     if settings.max_pixels is not None and settings.max_pixels < 0:
         raise SettingsError(f"--max-pixels must be 0 (no limit) or a number of pixels, got {settings.max_pixels}")
     try:
-        precision(resolve_device(settings.device), settings.half)
+        resolve_precision(resolve_device(settings.device), settings.precision)
         model = load_model(model_name, task, settings.offline)
     except (DeviceError, WeightsError) as exc:
         raise SettingsError(str(exc)) from None
@@ -238,7 +235,7 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
-                                  half=settings.half, seed=settings.seed, on_tile=on_tile)
+                                  precision=settings.precision, seed=settings.seed, on_tile=on_tile)
         del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
             fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from lnca_cli import __version__
+from lnca_cli.errors import LncaError
 
 app = typer.Typer(
     help="Restore photographs (denoise, deblur) with Latent Neural Cellular Automata.",
@@ -47,19 +48,16 @@ def friendly(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from lnca_cli.api import SettingsError
-        from lnca_cli.hub import WeightsError
-
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside a batch; outputs are written atomically
             fail("interrupted", 130)
-        except (SettingsError, WeightsError) as exc:  # their messages are written for users
+        except LncaError as exc:  # its message is written for users
             if STATE["debug"]:
                 raise
-            fail(str(exc), 2 if isinstance(exc, SettingsError) else 1)
+            fail(str(exc), exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
             if STATE["debug"]:
                 raise
@@ -162,7 +160,9 @@ def restore(
     steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
     tile: Annotated[str, typer.Option(help="Tile side in pixels; 0 for no tiling; auto from memory.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    half: Annotated[bool, typer.Option("--half/--no-half", help="Half precision (GPU only).")] = False,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16. auto: bf16 on a CPU with bf16 "
+                                           "arithmetic (AVX512-BF16, AMX), fp32 otherwise.")] = "auto",
+    half: Annotated[bool, typer.Option("--half/--no-half", help="Short for --precision fp16 (GPU only).")] = False,
     suffix: Annotated[Optional[str], typer.Option(help="Output name suffix. Default: the task name.")] = None,
     ext: Annotated[Optional[str], typer.Option("--ext", "--format", help="Output format: jpg, png, tif, webp, bmp. "
                                                "Default: the input's.")] = None,
@@ -183,8 +183,10 @@ def restore(
 
     keep_freed_memory()
     use_threads(threads)
-    settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile), half=half, seed=seed,
-                               quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
+    if half and precision not in ("auto", "fp16"):
+        fail(f"--half means --precision fp16, but --precision {precision} was given too")
+    settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
+                               precision="fp16" if half else precision, seed=seed, quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
     loaded = prepare(task, model, settings)
     if "train_config" not in loaded.info and not quiet:
@@ -448,8 +450,8 @@ def train(
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
     from dataclasses import replace
 
-    from lnca_cli.api import SettingsError
     from lnca_cli.engine import keep_freed_memory, resolve_device
+    from lnca_cli.errors import SettingsError
     from lnca_cli.model import PRESETS
     from lnca_cli.train import PIXEL_LOSSES, TASKS, TrainConfig, list_images, plot_log, train as run_training
 

@@ -76,7 +76,7 @@ def default_threads() -> int:
     that other processes keep busy (the 1-minute load average). On a busy machine a thread more
     than the free cores makes every step wait for a descheduled one: 2-3x slower, not faster."""
     try:
-        busy = int(os.getloadavg()[0])
+        busy = round(os.getloadavg()[0])
     except OSError:
         busy = 0
     return max(1, min(PHYSICAL_CORES, usable_cpus()) - busy)
@@ -148,18 +148,43 @@ def auto_tile(model: LNCA, steps: int, device: torch.device) -> int:
     return core_cells * model.config.downsample
 
 
-def precision(device: torch.device, half: bool):
-    """The autocast context for --half; raises DeviceError where half precision is not supported."""
-    if not half:
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(device: torch.device, name: str = "auto") -> str:
+    """What `name` means on `device`: auto is bf16 on a CPU that has it (matmuls and convs in bf16,
+    norms and the cells' residual stream in fp32; measured faster at the same PSNR, see
+    docs/BENCHMARKS.md), fp32 elsewhere. Raises DeviceError for a precision the device lacks."""
+    if name not in PRECISIONS:
+        raise DeviceError(f"unknown precision '{name}'; expected one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+    if name == "fp16" and device.type not in ("cuda", "mps"):
+        raise DeviceError("fp16 (--half) needs a GPU (cuda or mps); on the CPU use --precision bf16 or fp32")
+    if name == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise DeviceError("this CPU has no bf16 arithmetic (AVX512-BF16 or AMX); use --precision fp32")
+    return name
+
+
+def autocast(device: torch.device, name: str = "auto"):
+    """The autocast context for a precision (see resolve_precision)."""
+    resolved = resolve_precision(device, name)
+    if resolved == "fp32":
         return contextlib.nullcontext()
-    if device.type not in ("cuda", "mps"):
-        raise DeviceError("half precision needs a GPU (cuda or mps); drop --half on the CPU")
-    return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if resolved == "bf16" else torch.float16)
 
 
 @torch.inference_mode()
 def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
-                   tile: int | str = "auto", half: bool = False, seed: int = 0,
+                   tile: int | str = "auto", precision: str = "auto", seed: int = 0,
                    on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Restore a (C, H, W) float image in [0, 1] (C = 1 or 3); returns the same shape on the CPU.
 
@@ -172,7 +197,7 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    precision_context = precision(device, half)
+    precision_context = autocast(device, precision)
     model = model.to(device).eval()
     scale = model.config.downsample
     tile_px = auto_tile(model, steps, device) if tile == "auto" else int(tile)
@@ -226,14 +251,14 @@ def _restore_window(image: torch.Tensor, t: Tile, model: LNCA, steps: int, scale
 
 
 def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
-            tile: int | str = "auto", half: bool = False, seed: int = 0,
+            tile: int | str = "auto", precision: str = "auto", seed: int = 0,
             on_tile: Callable[[int, int], None] | None = None):
     """Restore a torch (C, H, W) float tensor in [0, 1], or a numpy (H, W) / (H, W, C) array.
 
     Arrays may be uint8, uint16 or float in [0, 1]; the result has the input's type, layout and dtype.
     An alpha channel (4th channel of an array) is passed through untouched.
     """
-    kwargs = dict(steps=steps, device=device, tile=tile, half=half, seed=seed, on_tile=on_tile)
+    kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_tile=on_tile)
     if isinstance(image, torch.Tensor):
         return restore_tensor(image, model, **kwargs)
     array = np.asarray(image)

@@ -12,23 +12,30 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from lnca_cli.images import new_file_mode
-from lnca_cli.model import LNCA, LNCAConfig
+from lnca_cli.errors import LncaError
+
+if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models list` starts fast
+    import torch
+
+    from lnca_cli.model import LNCA
 
 CONFIG_KEY = "lnca_config"
 
 
-class WeightsError(Exception):
+class WeightsError(LncaError):
     """A weights file that cannot be found or used; the message is one clear line."""
 
 
 def save_weights(model: LNCA, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write a model as safetensors; the config and `metadata` (strings) go in the header. Atomic."""
+    from safetensors.torch import save_file
+
+    from lnca_cli.images import new_file_mode
+
     path = Path(path)
     header = {CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -54,6 +61,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def load_weights(path: str | os.PathLike) -> tuple[LNCA, dict[str, str]]:
     """Rebuild the model from a weights file; returns it in eval mode with its metadata."""
+    from safetensors.torch import load_file
+
+    from lnca_cli.model import LNCA, LNCAConfig
+
     metadata = read_metadata(path)
     if CONFIG_KEY not in metadata:
         raise WeightsError(f"{path}: no '{CONFIG_KEY}' in the file's metadata; not an lnca weights file")

@@ -354,6 +354,10 @@ def test_missing_input_file(tmp_path, tiny_weights):
     ["--device", "nonsense"],
     ["--device", "cuda"],
     ["--half"],
+    ["--precision", "fp16"],
+    ["--precision", "fp8"],
+    ["--half", "--precision", "bf16"],
+    ["--threads", "0"],
     ["-m", "missing.safetensors"],
     ["-m", "unknown-name"],
     ["--quality", "0"],
@@ -362,7 +366,7 @@ def test_missing_input_file(tmp_path, tiny_weights):
 def test_bad_settings_exit_2_before_any_output(photo, tiny_weights, tmp_path, args):
     if args == ["--device", "cuda"] and __import__("torch").cuda.is_available():
         pytest.skip("a CUDA GPU is available here")
-    if args == ["--half"] and engine.resolve_device("auto").type != "cpu":
+    if ("--half" in args or "fp16" in args) and engine.resolve_device("auto").type != "cpu":
         pytest.skip("--half is valid on this machine's GPU")
     model = [] if args[0] == "-m" else ["-m", tiny_weights]
     before = files_in(tmp_path)

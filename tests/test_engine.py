@@ -1,4 +1,6 @@
 """The restore engine: tiled == untiled, padding, devices, arrays, determinism."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch
 import lnca_cli.engine as engine
 from conftest import TINY, random_model
 from lnca_cli.engine import DeviceError, resolve_device, restore, restore_tensor
+from lnca_cli.hub import load_weights
 from lnca_cli.model import PRESETS, LNCAConfig
 from lnca_cli.tiling import plan_tiles
 
@@ -20,8 +23,8 @@ SHARP_DEPTHWISE = LNCAConfig(**{**SHARP.to_dict(), "perception": "depthwise"})
 def test_tiled_output_equals_untiled(config, size):
     model = random_model(config, sharp=True)
     image = torch.rand(3, *size)
-    whole = restore_tensor(image, model, tile=0, device="cpu")
-    tiled = restore_tensor(image, model, tile=40, device="cpu")
+    whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
+    tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) < EIGHT_BIT
     with torch.no_grad():
         direct = model(image[None])[0]
@@ -33,9 +36,9 @@ def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config):
     """Guards the test above: with a halo one NCA step short, tiles disagree with the whole image."""
     model = random_model(config, sharp=True)
     image = torch.rand(3, 157, 203)
-    whole = restore_tensor(image, model, tile=0, device="cpu")
+    whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
     monkeypatch.setattr(engine, "halo_cells", lambda steps: steps - 1)
-    tiled = restore_tensor(image, model, tile=40, device="cpu")
+    tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) > EIGHT_BIT
 
 
@@ -102,8 +105,32 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
-    with pytest.raises(DeviceError, match="half precision needs a GPU"):
-        restore_tensor(torch.rand(3, 8, 8), random_model(), device="cpu", half=True)
+    with pytest.raises(DeviceError, match="needs a GPU"):
+        restore_tensor(torch.rand(3, 8, 8), random_model(), device="cpu", precision="fp16")
+    with pytest.raises(DeviceError, match="unknown precision"):
+        restore_tensor(torch.rand(3, 8, 8), random_model(), device="cpu", precision="fp8")
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
+    assert engine.resolve_precision(cpu, "auto") == "bf16"
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    assert engine.resolve_precision(cpu, "auto") == "fp32"
+    with pytest.raises(DeviceError, match="no bf16"):
+        engine.resolve_precision(cpu, "bf16")
+
+
+@pytest.mark.skipif(not engine.cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+def test_bf16_restores_within_a_few_levels_of_fp32_and_tiles_exactly():
+    model, _ = load_weights(Path(__file__).parent.parent / "weights" / "denoise.safetensors")
+    image = torch.rand(3, 96, 80, generator=torch.Generator().manual_seed(0))
+    fp32 = restore_tensor(image, model, device="cpu", tile=0, precision="fp32")
+    bf16 = restore_tensor(image, model, device="cpu", tile=0, precision="bf16")
+    difference = (fp32 - bf16).abs() * 255
+    assert 0 < float(difference.max()) <= 3 and float(difference.mean()) <= 0.5
+    tiled = restore_tensor(image, model, device="cpu", tile=48, precision="bf16")
+    assert float((tiled - bf16).abs().max()) <= 1 / 255
 
 
 def test_auto_tile_on_cpu_is_the_default_size():

@@ -16,7 +16,8 @@ from .conftest import argv, assert_complete_images, assert_no_traceback, temp_fi
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
 FILES = 20
-SLOW = ["--steps", "100"]  # about 0.1 s a file with the tiny model: the batch is still running when signalled
+SLOW = ["--steps", "1000"]  # about 1 s a file with the tiny model: the batch is still running when signalled,
+# and a second signal 20 ms after the first lands inside the same file, even on a busy machine
 
 
 @pytest.fixture
