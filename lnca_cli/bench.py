@@ -1,12 +1,15 @@
 """`lnca bench`: the paper's claims measured side by side, and lnca against the tools users pick instead.
 
-Four benchmarks, each a function that returns a JSON-ready dict (and a `*_tables` function that
+Five benchmarks, each a function that returns a JSON-ready dict (and a `*_tables` function that
 turns it into Rich tables):
 
 - bench_nca: the latent NCA (model.LNCA) against the same NAFCA rule run on pixels
   (model.PixelNCA): same rule, steps, update rate and batch; inference and one training step; peak
   memory and latency per input size, and the largest input each handles within a memory budget.
-- bench_speed: the whole `lnca denoise` command on 1, 12 and 50 megapixel photographs.
+- bench_speed: the whole `lnca denoise` command on 1, 12 and 50 megapixel photographs, and side
+  by side on each: the restore alone with the fast rule and the previous one (previous_rule.py),
+  and OpenCV's NL-means.
+- bench_train: training iterations per second, fast rule against the previous one.
 - bench_quality: PSNR, SSIM and seconds per megapixel of lnca and its peers (peers.py).
 - bench_steps: PSNR and time against the number of NCA steps.
 
@@ -63,13 +66,14 @@ from rich.table import Table
 
 from lnca_cli import __version__
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
-from lnca_cli.engine import libc_call, release_freed_memory, resolve_device, restore_tensor
+from lnca_cli.engine import (cpu_has_bf16, libc_call, release_freed_memory, resolve_device, resolve_precision,
+                             restore_tensor)
 from lnca_cli.evaluate import evaluate, image_files, score_image
-from lnca_cli.hub import WeightsError, find_model, load_model, save_weights
+from lnca_cli.hub import WeightsError, find_model, load_model, load_weights, save_weights
 from lnca_cli.images import ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig, PixelNCA
-from lnca_cli.peers import PEERS, Peer, available, version
+from lnca_cli.peers import OPENCV_STRENGTH, PEERS, Peer, available, version
 from lnca_cli.plot import line_plot, stack_plots
 
 Note = Callable[[str], None]
@@ -505,14 +509,50 @@ def denoise_here(argv: list[str], device: str, threads: int | None = None) -> di
     }
 
 
-WORKERS = {"nca-memory": nca_memory_here, "denoise": denoise_here}
+def restore_here(path: str, weights: str, steps: int | None, rule: str, precision: str,
+                 threads: int | None = None) -> dict:
+    """Seconds of the restore alone (engine.restore_tensor, default tiling) on one photograph, with
+    the fast rule or the previous one (previous_rule.py): what the new / old ratio compares."""
+    from lnca_cli.engine import keep_freed_memory
+    from lnca_cli.previous_rule import PreviousRuleLNCA
+
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory()  # as the CLI does
+    model = load_weights(weights)[0]
+    model = PreviousRuleLNCA.of(model) if rule == "previous" else model
+    pixels = read_image(path)[0]
+    restore_tensor(pixels[:, :64, :64], model, steps=steps, device="cpu", precision=precision)  # warm-up
+    start = time.perf_counter()
+    restore_tensor(pixels, model, steps=steps, device="cpu", precision=precision)
+    return {"seconds": time.perf_counter() - start, "steps": steps or model.config.steps,
+            "flops_per_cell_step": model.nca.rule.flops_per_cell()}
+
+
+def opencv_here(path: str, threads: int | None = None) -> dict:
+    """Seconds of OpenCV's colour NL-means (the peer a user picks for speed) on one photograph, at the
+    settings `lnca bench quality` gives it for sigma 25 (peers.py), decoding not counted."""
+    import cv2
+
+    if threads:
+        cv2.setNumThreads(threads)
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    h = OPENCV_STRENGTH * 25
+    cv2.fastNlMeansDenoisingColored(image[:64, :64], None, h, h, 7, 21)  # warm-up
+    start = time.perf_counter()
+    cv2.fastNlMeansDenoisingColored(image, None, h, h, 7, 21)
+    return {"seconds": time.perf_counter() - start}
+
+
+WORKERS = {"nca-memory": nca_memory_here, "denoise": denoise_here, "restore": restore_here, "opencv": opencv_here}
 
 
 # ---------------------------------------------------------------- the whole tool: speed and memory
 
 
 def speed_variants(devices: str = "auto") -> list[tuple[str, str]]:
-    """(device, precision) pairs: "auto" is the CPU, plus CUDA fp32 and fp16 when a GPU is present."""
+    """(device, precision) pairs: "auto" is the CPU (fp32, and bf16 where it has it), plus CUDA fp32,
+    fp16 and bf16 when a GPU is present."""
     names = ["cpu", "cuda"] if devices == "auto" and torch.cuda.is_available() else \
         ["cpu"] if devices == "auto" else [d.strip() for d in devices.split(",") if d.strip()]
     variants = []
@@ -520,7 +560,9 @@ def speed_variants(devices: str = "auto") -> list[tuple[str, str]]:
         device = resolve_device(name)  # raises a one-line error for a device that is not there
         variants.append((str(device), "fp32"))
         if device.type == "cuda":
-            variants.append((str(device), "fp16"))
+            variants += [(str(device), "fp16"), (str(device), "bf16")]
+        elif cpu_has_bf16():
+            variants.append((str(device), "bf16"))
     return variants
 
 
@@ -559,7 +601,7 @@ def _speed_model(model: str | None, folder: Path, note: Note) -> tuple[str, str]
 
 def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | None = None, steps: int | None = None,
                 devices: str = "auto", threads: int | None = None, repeats: int = 1, source: str | None = None,
-                note: Note = _quiet) -> dict:
+                note: Note = _quiet, previous: bool = True) -> dict:
     """`lnca denoise` on photographs of each size, each run in a fresh process: seconds per megapixel
     (median of `repeats`) and peak memory (process RSS; GPU memory allocated on CUDA)."""
     if not megapixels or min(megapixels) <= 0 or repeats < 1:
@@ -577,8 +619,8 @@ def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | N
         for device, precision in variants:
             for path, (width, height) in photos:
                 argv = ["denoise", str(path), "-o", str(folder / "out.jpg"), "--overwrite", "--quiet",
-                        "--model", weights, "--device", device] + (["--steps", str(steps)] if steps else []) + \
-                       (["--half"] if precision == "fp16" else [])
+                        "--model", weights, "--device", device, "--precision", precision] + \
+                       (["--steps", str(steps)] if steps else [])
                 note(f"speed: lnca denoise {width}x{height} on {device} {precision}")
                 runs = [run_worker({"job": "denoise", "args": {"argv": argv, "device": device, "threads": threads}})
                         for _ in range(repeats)]
@@ -588,16 +630,49 @@ def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | N
                                        f"{failed[0]['code']}")
                 seconds = statistics.median(run["seconds"] for run in runs)
                 mp = width * height / 1e6
-                rows.append({"device": device, "precision": precision, "megapixels": mp, "width": width,
+                rows.append({"method": "lnca denoise", "device": device, "precision": precision, "megapixels": mp,
+                             "width": width,
                              "height": height, "seconds": seconds, "seconds_per_mp": seconds / mp,
                              "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
                              "baseline_rss_mib": runs[0]["baseline_rss_mib"],
                              "gpu_peak_mib": runs[0]["gpu_peak_mib"]})
+        side_by_side = _side_by_side(photos, weights, steps, threads, previous, note)
     return {"benchmark": "speed", "machine": machine_info("auto"),
             "settings": {"megapixels": list(megapixels), "model": described, "steps": steps or "the model's",
                          "threads": threads or torch.get_num_threads(), "repeats": repeats,
-                         "source": source or "a smooth random picture", "tile": "auto"},
-            "rows": rows, "summary": _speed_summary(rows)}
+                         "source": source or "a smooth random picture", "tile": "auto",
+                         "default_precision": resolve_precision(torch.device("cpu"))},
+            "rows": rows, "summary": _speed_summary(rows), "side_by_side": side_by_side}
+
+
+def _side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, steps: int | None, threads: int | None,
+                  previous: bool, note: Note) -> list[dict]:
+    """Per photograph, one after the other: the restore alone with the fast rule (fp32 and the default
+    precision) and with the previous rule (fp32), and OpenCV's NL-means; the ratios, and the fast
+    rule's useful GFLOP/s (the NCA's convs on the image's own cells, halos not counted)."""
+    default = resolve_precision(torch.device("cpu"))
+    opencv = next(peer for peer in PEERS if peer.name == "opencv-nlm")
+    rows = []
+    for path, (width, height) in photos:
+        mp = width * height / 1e6
+        row: dict = {"megapixels": mp, "width": width, "height": height}
+        for key, rule, precision in (("fast_fp32", "fast", "fp32"), ("fast_default", "fast", default),
+                                     *((("previous_fp32", "previous", "fp32"),) if previous else ())):
+            note(f"speed: the restore alone, {rule} rule, {precision}, {width}x{height}")
+            run = run_worker({"job": "restore", "args": {"path": str(path), "weights": weights, "steps": steps,
+                                                         "rule": rule, "precision": precision, "threads": threads}})
+            row[f"{key}_seconds"] = run["seconds"]
+            cells = math.ceil(height / 4) * math.ceil(width / 4)
+            row[f"{key}_gflops"] = run["steps"] * run["flops_per_cell_step"] * cells / run["seconds"] / 1e9
+        row["floor_gflop_per_step_per_mp"] = run["flops_per_cell_step"] * 1e6 / 16 / 1e9
+        if available(opencv):
+            note(f"speed: OpenCV NL-means, {width}x{height}")
+            row["opencv_seconds"] = run_worker({"job": "opencv", "args": {"path": str(path), "threads": threads}})[
+                "seconds"]
+        row["new_over_old"] = _ratio(row["fast_fp32_seconds"], row.get("previous_fp32_seconds"))
+        row["lnca_over_opencv"] = _ratio(row["fast_default_seconds"], row.get("opencv_seconds"))
+        rows.append(row)
+    return rows
 
 
 def _speed_summary(rows: list[dict]) -> list[dict]:
@@ -780,6 +855,85 @@ def bench_steps(data: str | Path, model: LNCA, degradation: str = "gaussian:25",
 # ---------------------------------------------------------------- all of them
 
 
+# ---------------------------------------------------------------- training steps: fast rule against the previous one
+
+
+@dataclass
+class TrainSettings:
+    batch: int = 8
+    crop: int = 64
+    steps: int = 16
+    repeats: int = 5
+    warmup: int = 1
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if min(self.batch, self.steps, self.repeats) < 1 or self.warmup < 0:
+            raise ValueError("batch, steps and repeats must be at least 1, warmup at least 0")
+        if self.crop < 8 or self.crop % 4:
+            raise ValueError(f"crop must be a multiple of 4 of at least 8, got {self.crop}")
+
+
+def _training_step(model: LNCA, clean: torch.Tensor, noisy: torch.Tensor, steps: int, mode: str) -> Callable[[], None]:
+    """One training iteration as lnca train runs it: phase 2 (the NCA alone on a frozen autoencoder's
+    latent, gradients to the NCA only) or phase 3 (end to end, gradients to everything)."""
+    optimizer = torch.optim.Adam(model.nca.parameters() if mode == "nca" else model.parameters(), lr=1e-4)
+
+    def nca_step() -> None:
+        with torch.no_grad():
+            z, skip = model.encoder(noisy)
+        cells = model.nca.run(model.nca.seed(z), steps)
+        F.mse_loss(model.decoder(model.nca.output(cells), skip), clean).backward()
+
+    def e2e_step() -> None:
+        F.mse_loss(model(noisy, steps), clean).backward()
+
+    def iteration() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        (nca_step if mode == "nca" else e2e_step)()
+        optimizer.step()
+
+    return iteration
+
+
+def bench_train(settings: TrainSettings | None = None, note: Note = _quiet) -> dict:
+    """Iterations per second of phase 2 (NCA) and phase 3 (end to end) training steps, with the fast
+    rule and with the previous one (previous_rule.py), interleaved in one run; random weights of the
+    shipped configuration (time does not depend on them)."""
+    from lnca_cli.previous_rule import PreviousRuleLNCA
+
+    s = settings or TrainSettings()
+    s.check()
+    device = resolve_device(s.device)
+    torch.manual_seed(0)
+    fast = LNCA(PRESETS[LATENT_PRESET]).to(device).train()
+    previous = PreviousRuleLNCA.of(fast).to(device)
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(s.batch, 3, s.crop, s.crop, generator=generator).to(device)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=generator).to(device)).clamp(0, 1)
+    rows = []
+    for mode in ("nca", "e2e"):
+        note(f"train: {mode} steps, fast and previous rule, {s.repeats} each")
+        ms = time_pair({rule: _training_step(model, clean, noisy, s.steps, mode)
+                        for rule, model in (("fast", fast), ("previous", previous))}, s.repeats, s.warmup, device)
+        rows.append({"mode": mode, "fast_ms": ms["fast"], "previous_ms": ms["previous"],
+                     "fast_per_s": 1000 / ms["fast"], "previous_per_s": 1000 / ms["previous"],
+                     "speedup": ms["previous"] / ms["fast"]})
+    return {"benchmark": "train", "machine": machine_info(str(device)), "settings": asdict(s), "rows": rows}
+
+
+def train_tables(result: dict) -> list[Table]:
+    s = result["settings"]
+    table = Table(title=f"Training iterations: fast rule vs previous, batch {s['batch']} of {s['crop']}x{s['crop']}, "
+                        f"{s['steps']} NCA steps, {result['machine'].get('torch_threads', '?')} threads")
+    for header in ("phase", "fast it/s", "previous it/s", "speed-up"):
+        table.add_column(header, justify="right")
+    for r in result["rows"]:
+        table.add_row({"nca": "2: NCA", "e2e": "3: end to end"}[r["mode"]], _num(r["fast_per_s"], 2),
+                      _num(r["previous_per_s"], 2), _num(r["speedup"], 2))
+    return [table]
+
+
 def bench_all(parts: dict[str, Callable[[], dict]], device: str = "cpu") -> dict:
     """Run each part (name -> a call of one bench_* function) in turn; each result carries the
     seconds that part took, so that how long every benchmark takes on a machine is measured too."""
@@ -838,7 +992,29 @@ def speed_tables(result: dict) -> list[Table]:
         table.add_row(r["device"], r["precision"], f"{r['width']}x{r['height']}", _num(r["megapixels"], 1),
                       _num(r["seconds"], 1), _num(r["seconds_per_mp"], 2), _num(r["peak_rss_mib"], 0),
                       _num(r["gpu_peak_mib"], 0))
-    return [table]
+    return [table, side_by_side_table(result)] if result.get("side_by_side") else [table]
+
+
+def side_by_side_table(result: dict) -> Table:
+    """The restore alone, one method after the other on each photograph: fast rule against the previous
+    one, and lnca (default precision) against OpenCV's NL-means."""
+    default = result["settings"].get("default_precision", "fp32")
+    table = Table(title=f"The restore alone, side by side (s/MP; GFLOP/s of the NCA's convs, floor "
+                        f"{result['side_by_side'][0]['floor_gflop_per_step_per_mp']:.1f} GFLOP per step per MP)")
+    for header in ("MP", "previous fp32", "fast fp32", f"fast {default}", "OpenCV NLM", "new / old",
+                   "lnca / opencv", "GFLOP/s fp32", f"GFLOP/s {default}"):
+        table.add_column(header, justify="right")
+    for r in result["side_by_side"]:
+        mp = r["megapixels"]
+
+        def per_mp(key):
+            return _num(r[key] / mp if r.get(key) is not None else None, 2)
+
+        table.add_row(_num(mp, 1), per_mp("previous_fp32_seconds"), per_mp("fast_fp32_seconds"),
+                      per_mp("fast_default_seconds"), per_mp("opencv_seconds"), _num(r["new_over_old"], 3),
+                      _num(r["lnca_over_opencv"], 3), _num(r["fast_fp32_gflops"], 0),
+                      _num(r["fast_default_gflops"], 0))
+    return table
 
 
 def quality_tables(result: dict) -> list[Table]:
@@ -911,7 +1087,8 @@ def steps_plot(result: dict) -> Image.Image:
                                   "steps", "s/MP")])
 
 
-TABLES = {"nca": nca_tables, "speed": speed_tables, "quality": quality_tables, "steps": steps_tables}
+TABLES = {"nca": nca_tables, "speed": speed_tables, "train": train_tables, "quality": quality_tables,
+          "steps": steps_tables}
 PLOTS = {"nca": nca_plot, "speed": speed_plot, "steps": steps_plot}
 
 

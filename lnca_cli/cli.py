@@ -395,13 +395,18 @@ def info() -> None:
     """Versions, the device lnca would use, and the models available."""
     import torch
 
-    from lnca_cli.engine import resolve_device
+    from lnca_cli.engine import (PHYSICAL_CORES, cpu_has_bf16, default_threads, resolve_device, resolve_precision,
+                                 usable_cpus)
     from lnca_cli.hub import load_registry
 
     device = resolve_device("auto")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     print(f"lnca {__version__}, torch {torch.__version__}, Python {platform.python_version()}")
     print(f"device: {device} ({name})")
+    print(f"precision: auto is {resolve_precision(device)} here" + (
+        " (the CPU has bf16 arithmetic)" if device.type == "cpu" and cpu_has_bf16() else ""))
+    print(f"threads: {default_threads()} by default ({PHYSICAL_CORES} physical cores, {usable_cpus()} CPUs usable, "
+          f"less those other processes keep busy)")
     print("models (lnca models list):")
     for entry in load_registry().models.values():
         where, path = _where(entry)
@@ -691,6 +696,23 @@ def bench_speed(
     result = _run_bench(lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps,
                                                   devices, threads, repeats, image, _bench_note))
     _bench_output(result, as_json, out, plot)
+
+
+@bench_app.command("train")
+@friendly
+def bench_train(
+    batch: Annotated[int, typer.Option(help="Crops per batch.")] = 8,
+    crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 64,
+    steps: Annotated[int, typer.Option(help="NCA steps per iteration.")] = 16,
+    repeats: Annotated[int, typer.Option(help="Timed iterations of each (the median is reported).")] = 5,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    threads: ThreadsOption = None,
+    as_json: JsonOption = False, out: OutOption = None,
+) -> None:
+    """Training iterations per second, phase 2 (NCA) and phase 3 (end to end): the fast rule against the previous one."""
+    bench = _bench_setup(threads)
+    settings = bench.TrainSettings(batch=batch, crop=crop, steps=steps, repeats=repeats, device=device)
+    _bench_output(_run_bench(lambda: bench.bench_train(settings, _bench_note)), as_json, out, None)
 
 
 @bench_app.command("quality")

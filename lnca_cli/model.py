@@ -184,6 +184,11 @@ class NAFCA(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, d, 1, 1))  # NCHW-shaped, as in the weights files
         self.gamma = nn.Parameter(torch.zeros(1, d, 1, 1))
 
+    def flops_per_cell(self) -> int:
+        """Multiply-adds (x2) of one step of one cell: the convs' weights, each used once per cell.
+        The element-wise work (norms, gates, residuals) is not counted: the physical floor."""
+        return 2 * sum(m.weight.numel() for m in self.modules() if isinstance(m, CellConv))
+
     def forward(self, cells: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Cells (N, h, w, D) -> the update of rows [start, stop) for the out and hidden channels,
         (N, stop - start, w, D - C). Reads one row more on each side: the rule's reach."""

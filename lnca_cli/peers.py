@@ -45,10 +45,15 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
+#: OpenCV NL-means strength h per unit of noise sigma (0-255 scale), chosen on lnca's training pool
+#: (see PEERS).
+OPENCV_STRENGTH = 0.7
+
+
 def _opencv_nlm(image: np.ndarray, sigma: float | None, kernel: np.ndarray | None) -> np.ndarray:
     import cv2
 
-    h = 0.7 * 255 * sigma  # filter strength on the 0-255 scale (see PEERS for how 0.7 was chosen)
+    h = OPENCV_STRENGTH * 255 * sigma  # filter strength on the 0-255 scale
     pixels = _to_uint8(image)  # OpenCV's non-local means takes 8-bit images
     if image.shape[2] == 1:
         return cv2.fastNlMeansDenoising(pixels[..., 0], None, h, 7, 21)[..., None] / 255.0

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+import lnca_cli.engine as engine
 from conftest import lnca, random_model, write_photo
 from lnca_cli import bench
 from lnca_cli.evaluate import evaluate
@@ -190,11 +191,36 @@ def test_steps_rows_and_plot(photos, tiny_weights, tmp_path):
 
 def test_speed_runs_lnca_denoise_in_a_fresh_process(tiny_weights):
     result = bench.bench_speed((0.005,), model=tiny_weights, steps=2, threads=1)
-    (row,) = result["rows"]
-    assert (row["device"], row["precision"]) == ("cpu", "fp32")
+    row = result["rows"][0]
+    assert (row["method"], row["device"], row["precision"]) == ("lnca denoise", "cpu", "fp32")
+    assert [r["precision"] for r in result["rows"]] == ["fp32"] + (["bf16"] if engine.cpu_has_bf16() else [])
     assert row["width"] * row["height"] == pytest.approx(5000, rel=0.05)
     assert row["seconds_per_mp"] == pytest.approx(row["seconds"] / row["megapixels"])
     assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0
+
+
+def test_speed_times_the_previous_rule_and_opencv_on_the_same_photograph(tiny_weights):
+    result = bench.bench_speed((0.005,), model=tiny_weights, steps=2, threads=1)
+    (side,) = result["side_by_side"]
+    assert side["width"] == result["rows"][0]["width"]
+    for key in ("fast_fp32", "fast_default", "previous_fp32"):
+        assert side[f"{key}_seconds"] > 0 and side[f"{key}_gflops"] > 0
+    assert side["new_over_old"] == pytest.approx(side["fast_fp32_seconds"] / side["previous_fp32_seconds"])
+    if side.get("opencv_seconds") is not None:
+        assert side["lnca_over_opencv"] == pytest.approx(side["fast_default_seconds"] / side["opencv_seconds"])
+    tables = bench.tables_of(result)
+    assert [t.title.split(",")[0] for t in tables] == ["lnca denoise", "The restore alone"]
+
+
+def test_train_benchmark_times_both_rules_for_both_phases():
+    result = bench.bench_train(bench.TrainSettings(batch=2, crop=16, steps=2, repeats=1, warmup=0))
+    assert [r["mode"] for r in result["rows"]] == ["nca", "e2e"]
+    for r in result["rows"]:
+        assert r["fast_per_s"] > 0 and r["previous_per_s"] > 0
+        assert r["speedup"] == pytest.approx(r["previous_ms"] / r["fast_ms"])
+    assert bench.tables_of(result)[0].row_count == 2
+    with pytest.raises(ValueError, match="crop"):
+        bench.bench_train(bench.TrainSettings(crop=10))
 
 
 def test_make_photo_has_the_asked_size_and_the_source_aspect(tmp_path):

@@ -553,3 +553,18 @@ def test_restored_pixels_match_the_library(tmp_path, sharp_weights):
     expected = np.floor(lnca_cli.restore(image, model, device="cpu").numpy() * 255 + 0.5).clip(0, 255)
     written = pixels(tmp_path / "a_denoise.png").transpose(2, 0, 1)
     assert np.abs(written - expected).max() <= 1
+
+
+def test_version_help_and_models_list_do_not_import_torch():
+    code = ("import sys; from typer.testing import CliRunner; from lnca_cli.cli import app\n"
+            "for args in (['--version'], ['--help'], ['denoise', '--help'], ['models', 'list']):\n"
+            "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_info_says_what_auto_precision_and_threads_mean_here():
+    result = lnca("info")
+    assert f"precision: auto is {engine.resolve_precision(engine.resolve_device('auto'))}" in result.stdout
+    assert "threads:" in result.stdout

@@ -145,3 +145,30 @@ def test_large_image_is_restored_through_tiles_with_bounded_memory():
     out = restore_tensor(torch.rand(3, 2048, 2048), model, device="cpu", tile=256,
                          on_tile=lambda done, total: calls.append(total))
     assert out.shape == (3, 2048, 2048) and calls[-1] == 64
+
+
+def test_threads_default_to_free_cores_and_never_exceed_the_usable_cpus(monkeypatch):
+    saved = torch.get_num_threads()
+    try:
+        assert 1 <= engine.set_threads() <= engine.usable_cpus()
+        assert engine.set_threads(10_000) == engine.usable_cpus() == torch.get_num_threads()
+        monkeypatch.setattr(engine.os, "getloadavg", lambda: (50.0, 0.0, 0.0))  # a very busy machine
+        assert engine.default_threads() == 1
+        with pytest.raises(ValueError, match="at least 1"):
+            engine.set_threads(0)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_a_tiny_image_is_restored_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    saved = torch.get_num_threads()
+    seen = []
+    model = random_model()
+    real = model.restore_padded
+    monkeypatch.setattr(model, "restore_padded", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    torch.set_num_threads(2)
+    try:
+        restore_tensor(torch.rand(3, 64, 64), model, device="cpu")
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

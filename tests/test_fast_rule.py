@@ -1,10 +1,10 @@
-"""The channels-last rule computes what the NCHW rule it replaced computed (tests/reference_nca.py)."""
+"""The channels-last rule computes what the NCHW rule it replaced computed (lnca_cli/previous_rule.py)."""
 from pathlib import Path
 
 import pytest
 import torch
 
-import reference_nca
+import lnca_cli.previous_rule as previous
 from conftest import TINY, random_model
 from lnca_cli.hub import load_weights
 from lnca_cli.metrics import quantize8
@@ -24,7 +24,7 @@ def test_channels_last_rule_equals_the_nchw_rule_on_random_weights(config):
     seeds = torch.tensor([3, 5])
     with torch.no_grad():
         fast = model.nca.run(model.nca.seed(z), 3, origin=(2, 7), seeds=seeds)
-        slow = reference_nca.run(model.nca, reference_nca.seed(model.nca, z), 3, origin=(2, 7), seeds=seeds)
+        slow = previous.run(model.nca, previous.seed(model.nca, z), 3, origin=(2, 7), seeds=seeds)
     assert float((fast.permute(0, 3, 1, 2) - slow).abs().max()) <= 1e-5
 
 
@@ -35,7 +35,7 @@ def test_one_step_of_the_rule_matches_within_1e_5():
             p.normal_(0, 0.1)
         cells = model.nca.seed(torch.randn(1, 48, 16, 16))
         fast = model.nca.rule(cells).permute(0, 3, 1, 2)
-        slow = reference_nca.rule(model.nca.rule, cells.permute(0, 3, 1, 2))
+        slow = previous.rule(model.nca.rule, cells.permute(0, 3, 1, 2))
     assert float((fast - slow).abs().max()) <= 1e-5
 
 
@@ -46,5 +46,6 @@ def test_shipped_weights_give_the_same_8_bit_output_as_before(name):
     image = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         fast = quantize8(model(image, steps=8))
-    slow = quantize8(reference_nca.restore(model, image, steps=8))
+    with torch.no_grad():
+        slow = quantize8(previous.PreviousRuleLNCA.of(model)(image, steps=8))
     assert float((fast - slow).abs().max()) * 255 <= 1.0 + 1e-4

@@ -1,10 +1,13 @@
-"""The NAFCA rule as first written (NCHW cells, every 1x1 as a Conv2d), kept as the reference that the
-fast channels-last rule in lnca_cli.model must equal. It reads the parameters of a model's rule, so
-both run the same weights."""
+"""The NAFCA rule as first written: NCHW cells, every 1x1 as a Conv2d, the whole grid at each step.
+
+Kept for two readers only: the tests, which check that the fast channels-last rule in
+lnca_cli.model computes the same, and `lnca bench speed` / `lnca bench train`, which time the two
+side by side. It reads the parameters of a model's own rule, so both run the same weights. The
+restore path never imports it."""
 import torch
 import torch.nn.functional as F
 
-from lnca_cli.model import LNCA, NCA, NAFCA, pad_to_multiple, update_mask
+from lnca_cli.model import LNCA, NCA, NAFCA, update_mask
 
 
 def _layer_norm_2d(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
@@ -24,12 +27,12 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
 
 
 def rule(r: NAFCA, cells: torch.Tensor) -> torch.Tensor:
-    """Cells (N, D, h, w) -> update (N, D - C, h, w), in eval mode (no dropout)."""
+    """Cells (N, D, h, w) -> update (N, D - C, h, w)."""
     x = _gate(_conv(_conv(_layer_norm_2d(cells, r.norm1), r.expand), r.split))
     x = x * _conv(x, r.spatial_gate)
-    y = cells + r.beta * _conv(x, r.project)
+    y = cells + r.beta * r.dropout(_conv(x, r.project))
     x = _conv(_gate(_conv(_layer_norm_2d(y, r.norm2), r.ffn_in)), r.ffn_out)
-    x = y + r.gamma * x
+    x = y + r.gamma * r.dropout(x)
     return _conv(_layer_norm_2d(x, r.norm3), r.update)
 
 
@@ -38,7 +41,7 @@ def run(nca: NCA, cells: torch.Tensor, steps: int, origin=(0, 0), seeds=None) ->
     for t in range(steps):
         update = rule(nca.rule, cells)
         if nca.update_rate < 1.0:
-            seeds = torch.zeros(cells.shape[0], dtype=torch.long) if seeds is None else seeds
+            seeds = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device) if seeds is None else seeds
             update = update * update_mask(seeds, t, origin, cells.shape[-2:], nca.update_rate).permute(0, 3, 1, 2)
         cells = torch.cat([cells[:, :c], cells[:, c:] + update], dim=1)
     return cells
@@ -49,11 +52,17 @@ def seed(nca: NCA, z: torch.Tensor) -> torch.Tensor:
     return torch.cat([z, z.new_full((n, nca.out_channels, h, w), 0.5), z.new_zeros((n, nca.hidden_channels, h, w))], 1)
 
 
-@torch.no_grad()
-def restore(model: LNCA, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """LNCA.forward with the reference rule: (N, 3, H, W) -> (N, 3, H, W)."""
-    height, width = x.shape[-2:]
-    z, skip = model.encoder(pad_to_multiple(x, model.config.downsample))
-    cells = run(model.nca, seed(model.nca, z), steps)
-    c = model.nca.in_channels
-    return model.decoder(cells[:, c:2 * c], skip)[..., :height, :width]
+class PreviousRuleLNCA(LNCA):
+    """An LNCA whose NCA runs the previous formulation; the engine and training use it as they use LNCA."""
+
+    @classmethod
+    def of(cls, model: LNCA) -> "PreviousRuleLNCA":
+        previous = cls(model.config)
+        previous.load_state_dict(model.state_dict())
+        return previous.train(model.training)
+
+    def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
+                       seeds: torch.Tensor | None = None) -> torch.Tensor:
+        z, skip = self.encoder(x)
+        cells = run(self.nca, seed(self.nca, z), steps, origin, seeds)
+        return self.decoder(cells[:, self.nca.in_channels: 2 * self.nca.in_channels], skip)
