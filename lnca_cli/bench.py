@@ -620,7 +620,7 @@ def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | N
             for path, (width, height) in photos:
                 argv = ["denoise", str(path), "-o", str(folder / "out.jpg"), "--overwrite", "--quiet",
                         "--model", weights, "--device", device, "--precision", precision] + \
-                       (["--steps", str(steps)] if steps else [])
+                       (["--steps", str(steps)] if steps else []) + (["--threads", str(threads)] if threads else [])
                 note(f"speed: lnca denoise {width}x{height} on {device} {precision}")
                 runs = [run_worker({"job": "denoise", "args": {"argv": argv, "device": device, "threads": threads}})
                         for _ in range(repeats)]
