@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lnca_cli.engine import DeviceError, resolve_device, resolve_precision, restore_tensor
+from lnca_cli.devices import DeviceError, resolve_device, resolve_precision
+from lnca_cli.engine import check_tile, restore_tensor
 from lnca_cli.errors import SettingsError  # noqa: F401 - part of this module's face: raised by prepare
-from lnca_cli.hub import TASKS, WeightsError, load_model
+from lnca_cli.hub import WeightsError, load_model
 from lnca_cli.images import (SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image, format_for_extension,
                              read_image, write_image)
-from lnca_cli.model import LNCA, halo_cells
+from lnca_cli.model import LNCA
+from lnca_cli.tasks import get_task
 
 STDIO = "-"
 MAX_STEPS = 10_000
@@ -42,7 +44,7 @@ class RestoreSettings:
     steps: int | None = None  # None: the model's default
     device: str = "auto"
     tile: int | str = "auto"  # core side in pixels, 0 for none
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (engine.resolve_precision)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (devices.resolve_precision)
     seed: int = 0
     quality: int = 95  # JPEG/WebP quality
     overwrite: bool = False
@@ -132,26 +134,24 @@ def _check_format(extension: str) -> str:
 
 def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNCA:
     """Check every setting and load the model before any file is touched."""
-    if task not in TASKS:
-        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    get_task(task)  # an unknown one is a SettingsError
     if settings.steps is not None and not 1 <= settings.steps <= MAX_STEPS:
         raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
     if not 1 <= settings.quality <= 100:
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
     if settings.max_pixels is not None and settings.max_pixels < 0:
         raise SettingsError(f"--max-pixels must be 0 (no limit) or a number of pixels, got {settings.max_pixels}")
-    try:
-        resolve_precision(resolve_device(settings.device), settings.precision)
-        model = load_model(model_name, task, settings.offline)
-    except (DeviceError, WeightsError) as exc:
-        raise SettingsError(str(exc)) from None
-    steps = settings.steps or model.config.steps
-    halo_px = halo_cells(steps) * model.config.downsample
     if settings.tile != "auto" and int(settings.tile) < 0:
         raise SettingsError(f"--tile must be 0 (no tiling), auto, or a number of pixels; got {settings.tile}")
-    if settings.tile != "auto" and 0 < int(settings.tile) < halo_px:
-        raise SettingsError(f"--tile {settings.tile} is smaller than the halo ({halo_px} px at {steps} steps); "
-                            f"use at least {halo_px}, or 0 for no tiling")
+    try:
+        model = load_model(model_name, task, settings.offline)
+        resolve_precision(resolve_device(settings.device), settings.precision, model.supports_half)
+        if settings.tile != "auto":
+            check_tile(model, settings.steps or model.config.steps, int(settings.tile))
+    except (DeviceError, WeightsError) as exc:
+        raise SettingsError(str(exc)) from None
+    except ValueError as exc:  # the tile
+        raise SettingsError(f"--{exc}") from None
     return model
 
 

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from lnca_cli import __version__
 from lnca_cli.errors import LncaError
+from lnca_cli.tasks import get_task
 
 app = typer.Typer(
     help="Restore photographs (denoise, deblur) with Latent Neural Cellular Automata.",
@@ -90,7 +91,7 @@ ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default
 
 def use_threads(threads: int | None) -> int:
     """Apply --threads (bad values are usage errors); returns the count in use."""
-    from lnca_cli.engine import set_threads
+    from lnca_cli.devices import set_threads
 
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
@@ -179,7 +180,7 @@ def restore(
 ) -> None:
     """Restore images with the model of a task."""
     from lnca_cli.api import RestoreSettings, Stop, plan_jobs, prepare, restore_files
-    from lnca_cli.engine import keep_freed_memory
+    from lnca_cli.devices import keep_freed_memory
 
     keep_freed_memory()
     use_threads(threads)
@@ -395,8 +396,8 @@ def info() -> None:
     """Versions, the device lnca would use, and the models available."""
     import torch
 
-    from lnca_cli.engine import (PHYSICAL_CORES, cpu_has_bf16, default_threads, resolve_device, resolve_precision,
-                                 usable_cpus)
+    from lnca_cli.devices import (PHYSICAL_CORES, cpu_has_bf16, default_threads, resolve_device, resolve_precision,
+                                  usable_cpus)
     from lnca_cli.hub import load_registry
 
     device = resolve_device("auto")
@@ -455,15 +456,14 @@ def train(
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
     from dataclasses import replace
 
-    from lnca_cli.engine import keep_freed_memory, resolve_device
+    from lnca_cli.devices import keep_freed_memory, resolve_device
     from lnca_cli.errors import SettingsError
     from lnca_cli.model import PRESETS
-    from lnca_cli.train import PIXEL_LOSSES, TASKS, TrainConfig, list_images, plot_log, train as run_training
+    from lnca_cli.train import PIXEL_LOSSES, TrainConfig, list_images, plot_log, train as run_training
 
     keep_freed_memory()
     use_threads(threads)
-    if task not in TASKS:
-        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    get_task(task)
     if preset not in PRESETS:
         raise SettingsError(f"unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
     if minutes is not None and not checkpoint:
@@ -527,8 +527,6 @@ def train(
 
 # ---------------------------------------------------------------- eval
 
-DEFAULT_DEGRADATION = {"denoise": "gaussian:25", "deblur": "motion:7", "denoise-masked": "masked:0.5"}
-
 
 @app.command("eval")
 @friendly
@@ -556,7 +554,7 @@ def eval_command(
 
     settings = RestoreSettings(steps=steps, device=device)
     loaded = prepare(task, model, settings)
-    spec = noise or DEFAULT_DEGRADATION[task]
+    spec = noise or get_task(task).eval_degradation
     try:
         report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save,
                           oracle=oracle)
@@ -761,7 +759,7 @@ def bench_steps(
     """PSNR and time at 8 to 128 NCA steps, to choose --steps."""
     bench = _bench_setup(threads)
     loaded = _trained(bench, model, [task])[task]
-    spec = degradation or DEFAULT_DEGRADATION[task]
+    spec = degradation or get_task(task).eval_degradation
     result = _run_bench(lambda: bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
                                                   limit, seed, _bench_note))
     _bench_output(result, as_json, out, plot)

@@ -30,7 +30,8 @@ import torch
 from rich.table import Table
 
 from lnca_cli.degrade import parse_degradation
-from lnca_cli.engine import oracle_tensor, resolve_device, restore_tensor
+from lnca_cli.devices import resolve_device
+from lnca_cli.engine import oracle_tensor, restore_tensor
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, psnr, quantize8, ssim
 from lnca_cli.model import LNCA

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
 
+from lnca_cli import __version__
 from lnca_cli.errors import LncaError
+from lnca_cli.tasks import TASKS
 
 if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models list` starts fast
     import torch
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models
     from lnca_cli.model import LNCA
 
 CONFIG_KEY = "lnca_config"
+ARCH_KEY = "lnca_arch"  # which architecture the config describes (model.ARCHITECTURES); files without one are "lnca"
 
 
 class WeightsError(LncaError):
@@ -37,7 +40,7 @@ def save_weights(model: LNCA, path: str | os.PathLike, metadata: dict[str, str] 
     from lnca_cli.images import new_file_mode
 
     path = Path(path)
-    header = {CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
+    header = {ARCH_KEY: model.arch, CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -63,16 +66,21 @@ def load_weights(path: str | os.PathLike) -> tuple[LNCA, dict[str, str]]:
     """Rebuild the model from a weights file; returns it in eval mode with its metadata."""
     from safetensors.torch import load_file
 
-    from lnca_cli.model import LNCA, LNCAConfig
+    from lnca_cli.model import ARCHITECTURES
 
     metadata = read_metadata(path)
     if CONFIG_KEY not in metadata:
         raise WeightsError(f"{path}: no '{CONFIG_KEY}' in the file's metadata; not an lnca weights file")
+    arch = metadata.get(ARCH_KEY, "lnca")
+    if arch not in ARCHITECTURES:
+        raise WeightsError(f"{path}: architecture '{arch}' is unknown to lnca {__version__} (it knows "
+                           f"{', '.join(ARCHITECTURES)}); a newer lnca may load it")
+    model_class, config_class = ARCHITECTURES[arch]
     try:
-        config = LNCAConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        config = config_class.from_dict(json.loads(metadata[CONFIG_KEY]))
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"{path}: bad model config ({_first_line(exc)})") from None
-    model = LNCA(config)
+    model = model_class(config)
     state = load_file(str(path))
     _check_state(path, model, state)
     model.load_state_dict(state)
@@ -108,9 +116,6 @@ def _first_line(exc: BaseException) -> str:
 #: Bundled weights and the registry: inside the package when installed from a wheel, beside it in a source checkout.
 BUNDLED_DIRS = (Path(__file__).parent / "weights", Path(__file__).parent.parent / "weights")
 REGISTRY_FILE = "models.json"
-
-TASKS = ("denoise", "deblur", "denoise-masked")
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -166,8 +171,8 @@ def _check_registry(registry: Registry) -> None:
     models = registry.models.values()
     problems = [f"model '{e.name}' has unknown task '{e.task}'" for e in models if e.task not in TASKS]
     problems += [f"a default for unknown task '{task}'" for task in registry.defaults if task not in TASKS]
-    for task in TASKS:
-        default = registry.models.get(registry.defaults.get(task, ""))
+    for task, name in registry.defaults.items():  # a task may have no published model yet: no default
+        default = registry.models.get(name)
         if default is None or default.task != task:
             problems.append(f"the default model of task '{task}' is not a {task} model in the registry")
     filenames = [e.filename for e in models]
@@ -198,7 +203,7 @@ def register(path: str | os.PathLike, name: str, task: str | None = None) -> Mod
         raise WeightsError(f"{path} was trained for task '{metadata['task']}', not '{task}'")
     facts = {"task": task, "filename": path.name, "sha256": sha256_of(path), "size": path.stat().st_size}
     if old is None:
-        base = registry.models[registry.defaults[task]]
+        base = registry.models.get(registry.defaults.get(task, ""), next(iter(registry.models.values())))
         entry = ModelEntry(name, repo_id=base.repo_id, revision=base.revision, recipe="weights/README.md", **facts)
     else:
         entry = replace(old, **facts)
@@ -356,6 +361,9 @@ def load_model(name_or_path: str | None = None, task: str = "denoise", offline: 
     """Load a model by name or path (default: the task's model); `model.info` holds its metadata."""
     if task not in TASKS:
         raise WeightsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    if name_or_path is None and task not in load_registry().defaults:
+        raise WeightsError(f"task '{task}' has no published model yet: train one (lnca train --task {task}) and "
+                           f"pass it with --model")
     path = find_model(name_or_path or task, offline)
     model, metadata = load_weights(path)
     model.info = {"name": name_or_path or task, "path": str(path), **metadata}

@@ -20,26 +20,16 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from lnca_cli import degrade
-from lnca_cli.hub import TASKS, load_weights, save_weights
+from lnca_cli.hub import load_weights, save_weights
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig
-
-
-def _ones_mask(x: torch.Tensor) -> torch.Tensor:
-    return x.new_ones((x.shape[0], 1, *x.shape[-2:]))
+from lnca_cli.tasks import get_task
 
 
 def degrade_for_task(task: str, clean: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A blind degradation for a task: (degraded, mask of corrupted pixels)."""
-    if task == "denoise":
-        return degrade.random_noise(clean, gen), _ones_mask(clean)
-    if task == "deblur":
-        return degrade.random_blur(clean, gen), _ones_mask(clean)
-    if task == "denoise-masked":
-        return degrade.random_masked_noise(clean, gen)
-    raise ValueError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    """A blind degradation for a task (tasks.py): (degraded, mask of corrupted pixels)."""
+    return get_task(task).degrade_for_training(clean, gen)
 
 
 @dataclass

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-import lnca_cli.engine as engine
+import lnca_cli.devices as devices
 from conftest import lnca, random_model, write_photo
 from lnca_cli import bench
 from lnca_cli.evaluate import evaluate
@@ -193,7 +193,7 @@ def test_speed_runs_lnca_denoise_in_a_fresh_process(tiny_weights):
     result = bench.bench_speed((0.005,), model=tiny_weights, steps=2, threads=1)
     row = result["rows"][0]
     assert (row["method"], row["device"], row["precision"]) == ("lnca denoise", "cpu", "fp32")
-    assert [r["precision"] for r in result["rows"]] == ["fp32"] + (["bf16"] if engine.cpu_has_bf16() else [])
+    assert [r["precision"] for r in result["rows"]] == ["fp32"] + (["bf16"] if devices.cpu_has_bf16() else [])
     assert row["width"] * row["height"] == pytest.approx(5000, rel=0.05)
     assert row["seconds_per_mp"] == pytest.approx(row["seconds"] / row["megapixels"])
     assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0

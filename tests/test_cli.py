@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 import lnca_cli
-import lnca_cli.engine as engine
+import lnca_cli.devices as devices
 from conftest import lnca, random_model, write_photo
 from lnca_cli.hub import save_weights
 from lnca_cli.images import read_image
+from lnca_cli.model import LNCA
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -366,7 +367,7 @@ def test_missing_input_file(tmp_path, tiny_weights):
 def test_bad_settings_exit_2_before_any_output(photo, tiny_weights, tmp_path, args):
     if args == ["--device", "cuda"] and __import__("torch").cuda.is_available():
         pytest.skip("a CUDA GPU is available here")
-    if ("--half" in args or "fp16" in args) and engine.resolve_device("auto").type != "cpu":
+    if ("--half" in args or "fp16" in args) and devices.resolve_device("auto").type != "cpu":
         pytest.skip("--half is valid on this machine's GPU")
     model = [] if args[0] == "-m" else ["-m", tiny_weights]
     before = files_in(tmp_path)
@@ -430,7 +431,7 @@ def test_info_mentions_the_device():
     result = lnca("info")
     assert result.exit_code == 0, result.stderr
     assert "device:" in result.stdout
-    assert str(engine.resolve_device("auto")) in result.stdout
+    assert str(devices.resolve_device("auto")) in result.stdout
 
 
 def test_help_lists_the_commands():
@@ -538,7 +539,7 @@ def test_tiling_comparison_would_see_a_short_halo(tmp_path, sharp_weights, monke
     write_photo(tmp_path / "big.png", size=(100, 80))
     assert lnca("denoise", tmp_path / "big.png", "-m", sharp_weights, "--tile", 0, "-o", tmp_path / "t0.png",
                 "-q").exit_code == 0
-    monkeypatch.setattr(engine, "halo_cells", lambda steps: 1)
+    monkeypatch.setattr(LNCA, "halo", lambda self, steps: 1)
     assert lnca("denoise", tmp_path / "big.png", "-m", sharp_weights, "--tile", 64, "-o", tmp_path / "t64.png",
                 "-q").exit_code == 0
     assert np.abs(pixels(tmp_path / "t0.png") - pixels(tmp_path / "t64.png")).max() > 1
@@ -566,5 +567,5 @@ def test_version_help_and_models_list_do_not_import_torch():
 
 def test_info_says_what_auto_precision_and_threads_mean_here():
     result = lnca("info")
-    assert f"precision: auto is {engine.resolve_precision(engine.resolve_device('auto'))}" in result.stdout
+    assert f"precision: auto is {devices.resolve_precision(devices.resolve_device('auto'))}" in result.stdout
     assert "threads:" in result.stdout

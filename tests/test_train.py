@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from conftest import write_photo
 from lnca_cli.cli import app
+from lnca_cli.errors import SettingsError
 from lnca_cli.hub import load_weights
 from lnca_cli.train import (TrainConfig, Trainer, cosine_lr, degrade_for_task, fewest_good_steps, normalize_gradients,
                             pixel_loss, random_crops, split_photos)
@@ -51,7 +52,7 @@ def test_each_task_degrades(task):
     degraded, mask = degrade_for_task(task, clean, torch.Generator().manual_seed(0))
     assert degraded.shape == clean.shape and mask.shape == (2, 1, 16, 16)
     assert not torch.equal(degraded, clean)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(SettingsError, match="unknown task"):
         degrade_for_task("sharpen", clean, torch.Generator())
 
 
