@@ -132,16 +132,19 @@ def _frames(path, fmt: str, colours) -> None:
     frames[0].save(path, fmt, save_all=True, append_images=frames[1:])
 
 
-def test_animated_gif_needs_an_output_format_and_then_gives_its_first_frame(tmp_path, tiny_weights):
+def test_animated_gif_gives_its_first_frame_as_png(tmp_path, tiny_weights):
+    """lnca cannot write GIF: a GIF's output is PNG unless --ext says otherwise; -o x.gif is refused."""
     _frames(tmp_path / "anim.gif", "GIF", [(255, 0, 0), (0, 0, 255), (0, 255, 0)])
     result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights)
-    assert result.exit_code == 1
-    (line,) = failure_lines(result.stderr, "anim_denoise.gif")
-    assert "cannot write .gif" in line and "--ext" in line
-    result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "--ext", "png")
     assert result.exit_code == 0, result.stderr
     with Image.open(tmp_path / "anim_denoise.png") as image:
         assert image.size == (24, 20) and getattr(image, "n_frames", 1) == 1
+    assert lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "--ext", "webp").exit_code == 0
+    assert (tmp_path / "anim_denoise.webp").is_file()
+    result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "-o", tmp_path / "out.gif")
+    assert result.exit_code == 1
+    (line,) = failure_lines(result.stderr, "out.gif")
+    assert "cannot write .gif" in line and "--ext" in line
     piped = CliRunner().invoke(app, ["denoise", "-", "-m", tiny_weights], input=(tmp_path / "anim.gif").read_bytes())
     assert piped.exit_code == 0 and piped.stdout_bytes.startswith(b"\x89PNG")  # to stdout: PNG
 
