@@ -284,7 +284,7 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
         if job.target != STDIO and _skip_or_check_target(job, settings, input_paths):
             result.status = "skipped"
             return result, error
-        source = sys.stdin.buffer.read() if job.source == STDIO else job.source
+        source = _read_stdin() if job.source == STDIO else job.source
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
@@ -299,6 +299,15 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
         result.status, result.error, error = "failed", _one_line(exc, job.source), exc
     result.seconds = round(time.perf_counter() - started, 3)
     return result, error
+
+
+def _read_stdin() -> bytes:
+    """All of stdin, a block at a time: Python runs signal handlers between blocks, so a signal is
+    handled while lnca waits for input (inside one long read() it would wait for the end of the input)."""
+    blocks = []
+    while block := sys.stdin.buffer.read1(1 << 16):
+        blocks.append(block)
+    return b"".join(blocks)
 
 
 def _write_to_stdout(data: bytes, stop: Stop) -> None:
