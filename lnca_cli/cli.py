@@ -1,7 +1,7 @@
 """The `lnca` command: a thin Typer + Rich layer over lnca_cli.api. No tensor maths here.
 
-Exit codes: 0 all done (or skipped), 1 some files failed, 2 bad usage or settings.
-Human messages go to stderr; --json lines go to stdout (to stderr when the image itself does).
+Exit codes: 0 all done (or skipped), 1 some files failed, 2 bad usage or settings, 128 + N stopped
+by signal N (130 SIGINT, 143 SIGTERM). Human messages go to stderr; --json lines go to stdout (to stderr when the image itself does).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from lnca_cli import __version__
-from lnca_cli.errors import LncaError
+from lnca_cli.errors import Interrupted, LncaError, first_line, printable
 from lnca_cli.tasks import get_task
 
 app = typer.Typer(
@@ -53,8 +53,8 @@ def friendly(command):
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside a batch; outputs are written atomically
-            fail("interrupted", 130)
+        except KeyboardInterrupt as exc:  # a second signal, or Ctrl-C outside a batch; outputs are atomic
+            fail("interrupted", exc.exit_code if isinstance(exc, Interrupted) else 130)
         except LncaError as exc:  # its message is written for users
             if STATE["debug"]:
                 raise
@@ -62,7 +62,7 @@ def friendly(command):
         except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
             if STATE["debug"]:
                 raise
-            fail(f"{type(exc).__name__}: {exc}", 1)
+            fail(f"{type(exc).__name__}: {printable(first_line(exc))}", 1)
 
     return wrapper
 
@@ -136,7 +136,8 @@ class Reporter:
             err.print(Text("failed ", style="red"), result.error, soft_wrap=True)
         elif not self.quiet:
             note = f"{result.seconds:.2f} s" if result.status == "done" else "exists; --overwrite to replace"
-            err.print(f"{result.status:7} {result.input} -> {result.output} ({note})", soft_wrap=True)
+            err.print(f"{result.status:7} {printable(result.input)} -> {printable(result.output)} ({note})",
+                      soft_wrap=True)
 
 
 def _parse_tile(tile: str) -> int | str:
@@ -204,9 +205,11 @@ def restore(
         err.print("failed files:")
         for r in failed:
             err.print(f"  {r.error}", soft_wrap=True)
-    if len(results) < len(jobs):  # the batch stopped early: stop.reason says why
-        print_error(f"stopped, {stop.reason}: {len(jobs) - len(results)} of {len(jobs)} files not started; run the "
-                    f"same command again to go on (finished outputs are skipped)")
+    if stop.reason:  # a signal, or a full disk: stop.reason says which
+        left = len(jobs) - len(results)
+        print_error(f"stopped, {stop.reason}: " + (f"{left} of {len(jobs)} files not started; run the same command "
+                                                   f"again to go on (finished outputs are skipped)" if left else
+                                                   "every file had been started"))
         raise typer.Exit(128 + stop.signal if stop.signal else 1)
     if failed:
         raise typer.Exit(1)
@@ -451,6 +454,7 @@ def train(
     plot: Annotated[Optional[str], typer.Option(help="Draw the loss curves to this PNG at the end (needs --log).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed for crops, degradations and initialisation.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out even if it is not an lnca weights file.")] = False,
     threads: ThreadsOption = None,
 ) -> None:
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
@@ -474,6 +478,7 @@ def train(
         raise SettingsError("--init and --autoencoder both say where to start: give one")
     if loss is not None and loss not in PIXEL_LOSSES:
         raise SettingsError(f"unknown --loss '{loss}'; expected one of {', '.join(PIXEL_LOSSES)}")
+    _check_weights_out(out, data, overwrite)
     try:
         files = list_images(data)
     except ValueError as exc:
@@ -523,6 +528,26 @@ def train(
         return
     print(f"wrote {out}: " + (f"best validation PSNR {best:.2f} dB" if best > -float("inf")
                               else "no NCA training (--nca-iterations 0): its autoencoder is for --autoencoder"))
+
+
+def _check_weights_out(out: str, data: str, overwrite: bool) -> None:
+    """Refuse an --out among the training photos, and (unless overwrite) an existing file that is not
+    lnca weights: training would replace it with weights."""
+    from lnca_cli.errors import SettingsError
+    from lnca_cli.hub import CONFIG_KEY, WeightsError, read_metadata
+
+    target = Path(out)
+    if target.resolve().is_relative_to(Path(data).resolve()):
+        raise SettingsError(f"--out {out} is inside --data {data}: weights are never written among the photos")
+    if target.is_dir():
+        raise SettingsError(f"--out {out} is a folder; give the weights file to write (.safetensors)")
+    if target.exists() and not overwrite:
+        try:
+            weights = CONFIG_KEY in read_metadata(target)
+        except WeightsError:
+            weights = False
+        if not weights:
+            raise SettingsError(f"--out {out} exists and is not an lnca weights file; --overwrite replaces it")
 
 
 # ---------------------------------------------------------------- eval

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import tempfile
 import threading
@@ -21,7 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from lnca_cli.errors import first_line, printable
+
+try:
+    import fcntl
+except ImportError:  # Windows: temporary files are not locked, and stale ones are not cleaned up
+    fcntl = None
 
 
 class ImageError(Exception):
@@ -53,10 +62,16 @@ _EXTENSION_FORMATS = {
     ".webp": "WEBP",
     ".bmp": "BMP",
 }
-SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)
+SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)  # the formats lnca writes
+READ_EXTENSIONS = SUPPORTED_EXTENSIONS | {".gif"}  # the files lnca takes from a folder
 WRITE_FORMATS = frozenset(_EXTENSION_FORMATS.values())
 # What read_image accepts, by content: the writable formats, GIF (first frame) and MPO (JPEG from cameras).
 READ_FORMATS = WRITE_FORMATS | {"GIF", "MPO"}
+# The mark lnca writes into its outputs (an XMP packet: the inputs' XMP is not carried over), by which it
+# tells its own earlier outputs from a user's files of the same name. BMP cannot hold it.
+OUTPUT_MARK = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-'
+               b'ns#"><rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="lnca"/>'
+               b'</rdf:RDF></x:xmpmeta>')
 # Rough peak memory of a restore per pixel: the decoded image, float input and output, quantised copies.
 BYTES_PER_PIXEL = 48
 
@@ -104,7 +119,7 @@ def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
     Images over max_pixels (default: Pillow's decompression-bomb limit, 0: no
     limit) or too large for the free memory are refused before decoding.
     """
-    name = "<stdin>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    name = "<stdin>" if isinstance(source, (bytes, bytearray)) else printable(os.fspath(source))
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     image, source_format, exif, icc_profile = _load(source, name, limit)
     mode = image.mode
@@ -130,6 +145,8 @@ def _load(source, name: str, max_pixels: int | None):
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
+        if not isinstance(source, io.BytesIO) and not stat.S_ISREG(os.stat(source).st_mode):
+            raise ImageError(f"{name}: not a regular file (a folder, FIFO or device); lnca reads image files only")
         with _open(source) as opened, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the pixels decode or fail
             _check_header(opened, name, max_pixels)
@@ -160,6 +177,17 @@ def _open(source) -> Image.Image:
             return Image.open(source)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def written_by_lnca(path: str | os.PathLike) -> bool:
+    """Whether the file is an image that carries lnca's mark (OUTPUT_MARK): an earlier output of lnca."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with _open(os.fspath(path)) as image:
+            return image.info.get("xmp") == OUTPUT_MARK
+    except Exception:  # noqa: BLE001 - whatever cannot be read is no output of lnca's
+        return False
 
 
 def _check_header(image: Image.Image, name: str, max_pixels: int | None) -> None:
@@ -259,17 +287,15 @@ def write_image(
     path = os.fspath(path)
     fmt = _output_format(format or os.path.splitext(path)[1], path)
     image, options = _prepare(pixels, meta, fmt, quality)
-    name = os.path.basename(path)
+    shown = printable(path)
     try:
-        handle, temp_path = tempfile.mkstemp(
-            dir=os.path.dirname(os.path.abspath(path)), prefix=f".{name}.", suffix=".tmp"
-        )
+        handle, temp_path = _temporary_file(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
     except OSError as exc:
-        raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+        raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
     try:
         with os.fdopen(handle, "wb") as file:
             os.chmod(temp_path, new_file_mode())
-            image.save(file, format=fmt, **options)
+            image.save(_WithoutDescriptor(file), format=fmt, **options)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_path, path)
@@ -277,8 +303,64 @@ def write_image(
         if os.path.exists(temp_path):
             os.remove(temp_path)
         if isinstance(exc, Exception):
-            raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+            raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
         raise
+
+
+class _WithoutDescriptor:
+    """A file seen through write, seek and tell only. Given a file descriptor, Pillow lets libtiff write
+    a TIFF itself, and libtiff reports a full disk as "encoder error -2" after printing its own lines
+    to stderr; without one, libtiff encodes into memory blocks that Pillow writes here, so that a write
+    error keeps its errno (ENOSPC, EFBIG), as it does for the other formats."""
+
+    def __init__(self, file):
+        self.write, self.seek, self.tell = file.write, file.seek, file.tell
+
+
+NAME_MAX = 255  # bytes in a file name, on the usual file systems
+_TEMP_SUFFIX = ".lnca.tmp"
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX), re.DOTALL)  # what mkstemp makes below
+_TEMP_EXTRA = len("..12345678" + _TEMP_SUFFIX)  # what a temporary name adds: two dots, 8 random characters
+
+
+def _temporary_file(folder: str, name: str) -> tuple[int, str]:
+    """A new temporary file `.NAME.XXXXXXXX.lnca.tmp` in folder, locked while this process has it open
+    (remove_stale_temporary_files leaves it alone); NAME is cut short to keep within NAME_MAX."""
+    prefix = "." + os.fsdecode(os.fsencode(name)[:NAME_MAX - _TEMP_EXTRA]) + "."
+    while True:
+        handle, temp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=_TEMP_SUFFIX)
+        if fcntl is None:
+            return handle, temp_path
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.fstat(handle).st_nlink:
+            return handle, temp_path
+        os.close(handle)  # a clean-up took it for stale between its creation and the lock: make another
+
+
+def remove_stale_temporary_files(folder: str | os.PathLike) -> list[str]:
+    """Remove lnca's temporary files (`.NAME.XXXXXXXX.lnca.tmp`) that a killed run left in folder; one
+    that a running lnca holds (locked) is left alone. Returns the paths removed."""
+    try:
+        names = os.listdir(folder) if fcntl is not None else []
+    except OSError:
+        return []
+    removed = []
+    for name in filter(_TEMP_NAME.fullmatch, names):
+        path = os.path.join(folder, name)
+        try:
+            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(handle).st_mode):
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass  # locked by a running lnca, or gone already
+        finally:
+            os.close(handle)
+    return removed
 
 
 def encode_image(
@@ -316,6 +398,7 @@ def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
         options["exif"] = meta.exif
     if caps.metadata and meta.icc_profile:
         options["icc_profile"] = meta.icc_profile
+    _add_mark(fmt, options)
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     if fmt == "JPEG" and quality >= 90:
@@ -323,6 +406,24 @@ def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
     if fmt == "TIFF":
         options["compression"] = "tiff_lzw"
     return image, options
+
+
+_XMP_TAG = 700  # in a TIFF
+
+
+def _add_mark(fmt: str, options: dict) -> None:
+    """Add OUTPUT_MARK to the save options of fmt (BMP cannot hold it)."""
+    if fmt in ("JPEG", "WEBP"):
+        options["xmp"] = OUTPUT_MARK
+    elif fmt == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", OUTPUT_MARK.decode())
+    elif fmt == "TIFF":  # Pillow writes a TIFF's tags from its EXIF: the mark goes in among them
+        tags = Image.Exif()
+        if "exif" in options:
+            tags.load(options["exif"])
+        tags[_XMP_TAG] = OUTPUT_MARK
+        options["exif"] = tags
 
 
 QUANTISE_ROWS = 256  # rows quantised at a time: a band's float temporaries are small, whatever the image
@@ -358,5 +459,4 @@ def _reason(exc: BaseException) -> str:
         return "cannot identify image file"  # Pillow's own message repeats the path
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc)

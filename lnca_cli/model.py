@@ -18,6 +18,8 @@ from torch import nn
 
 
 PERCEPTIONS = ("gate", "depthwise")
+MAX_STEPS = 10_000  # NCA steps of a restore, at most
+MAX_WIDTH = 1024  # channels of any layer, at most: the shipped models use 16 to 128
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,22 @@ class LNCAConfig:
     perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
 
     def __post_init__(self) -> None:
+        if self.image_channels != 3:
+            raise ValueError(f"image_channels must be 3 (grayscale images go through as RGB), got "
+                             f"{self.image_channels}")
         if self.downsample != 4:
             raise ValueError(f"downsample must be 4 (two stride-2 stages), got {self.downsample}")
-        if not 0.0 < self.update_rate <= 1.0:
+        if not 0.0 < self.update_rate <= 1.0:  # (also false for NaN)
             raise ValueError(f"update_rate must be in (0, 1], got {self.update_rate}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.perception not in PERCEPTIONS:
             raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
-        for field in ("image_channels", "ae_channels", "latent_channels", "hidden_channels", "embed_dim", "steps"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        for field in ("ae_channels", "latent_channels", "hidden_channels", "embed_dim"):
+            if not 1 <= getattr(self, field) <= MAX_WIDTH:
+                raise ValueError(f"{field} must be between 1 and {MAX_WIDTH}, got {getattr(self, field)}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
     @property
     def cell_channels(self) -> int:

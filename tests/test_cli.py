@@ -211,13 +211,14 @@ def test_rerun_on_folder_does_not_restore_earlier_outputs(folder, tiny_weights):
 
 
 def test_existing_output_is_skipped(photo, tiny_weights):
+    assert lnca("denoise", photo, "-m", tiny_weights).exit_code == 0
     output = photo.with_name("a_denoise.jpg")
-    output.write_bytes(b"an earlier result")
+    earlier = output.read_bytes()
     os.utime(output, (1_000_000, 1_000_000))
     result = lnca("denoise", photo, "-m", tiny_weights)
     assert result.exit_code == 0, result.stderr
     assert "skipped" in result.stderr and "--overwrite" in result.stderr
-    assert output.read_bytes() == b"an earlier result"
+    assert output.read_bytes() == earlier
     assert output.stat().st_mtime == 1_000_000
 
 
@@ -233,10 +234,12 @@ def test_second_run_skips_and_json_says_so(photo, tiny_weights):
 
 
 def test_overwrite_replaces_existing_output(photo, tiny_weights):
+    assert lnca("denoise", photo, "-m", tiny_weights, "--steps", "1").exit_code == 0
     output = photo.with_name("a_denoise.jpg")
-    output.write_bytes(b"an earlier result")
+    earlier = output.read_bytes()
     result = lnca("denoise", photo, "-m", tiny_weights, "--overwrite")
     assert result.exit_code == 0, result.stderr
+    assert output.read_bytes() != earlier
     assert output.read_bytes()[:3] == JPEG_MAGIC
     with Image.open(output) as image:
         assert image.size == (24, 20)
@@ -337,7 +340,7 @@ def test_missing_input_file(tmp_path, tiny_weights):
     result = lnca("denoise", missing, "-m", tiny_weights)
     assert result.exit_code == 1
     naming = [line for line in result.stderr.splitlines() if "missing.jpg" in line]
-    assert len(naming) == 1 and "No such file" in naming[0]
+    assert len(naming) == 1 and "no such file or folder" in naming[0]
     assert "Traceback" not in result.stderr
     assert files_in(tmp_path) == {"tiny.safetensors"}
 
