@@ -51,7 +51,7 @@ class RestoreSettings:
     tile: int | str = "auto"  # core side in pixels, 0 for none
     precision: str = "auto"  # auto, fp32, bf16 or fp16 (devices.resolve_precision)
     seed: int = 0
-    quality: int = 95  # JPEG/WebP quality
+    quality: int | None = None  # JPEG/WebP quality; None: 95, or a JPEG input's own when higher
     overwrite: bool = False
     offline: bool = False  # use bundled or cached models only, never download
     max_pixels: int | None = None  # refuse larger images; None: Pillow's decompression-bomb limit, 0: none
@@ -170,7 +170,7 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
         raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
     if not SEEDS[0] <= settings.seed <= SEEDS[1]:
         raise SettingsError(f"--seed must be between {SEEDS[0]} and {SEEDS[1]} (64 bits), got {settings.seed}")
-    if not 1 <= settings.quality <= 100:
+    if settings.quality is not None and not 1 <= settings.quality <= 100:
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
     if settings.max_pixels is not None and settings.max_pixels < 0:
         raise SettingsError(f"--max-pixels must be 0 (no limit) or a number of pixels, got {settings.max_pixels}")
@@ -267,14 +267,14 @@ def _skip_or_check_target(job: Job, settings: RestoreSettings, input_paths: froz
 
 
 def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str] = frozenset(),
-                 on_tile: Callable[[int, int], None] | None = None) -> FileResult:
+                 on_progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Restore one file; never raises for a bad file, never writes over an input or a file lnca did not
     write (unless the job names it and overwrite is set), nor over an earlier output unless overwrite."""
-    return _restore_file(job, model, settings, input_paths, on_tile, Stop())[0]
+    return _restore_file(job, model, settings, input_paths, on_progress, Stop())[0]
 
 
 def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
-                  on_tile: Callable[[int, int], None] | None, stop: Stop) -> tuple[FileResult, Exception | None]:
+                  on_progress: Callable[[int, int], None] | None, stop: Stop) -> tuple[FileResult, Exception | None]:
     """restore_file, and the error that failed it (None if it did not fail)."""
     result, error = FileResult(job.source, job.target, "done"), None
     started = time.perf_counter()
@@ -288,7 +288,7 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
-                                  precision=settings.precision, seed=settings.seed, on_tile=on_tile)
+                                  precision=settings.precision, seed=settings.seed, on_progress=on_progress)
         del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
             fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")
@@ -361,7 +361,7 @@ def _disk_full(exc: BaseException | None) -> bool:
 
 def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_result: Callable[[FileResult], None] | None = None,
-                  on_tile: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
+                  on_progress: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
     """Restore every job in turn; a failed file never stops the batch, but a full disk or `stop`
     (a signal) does, before the next file: the results then cover only the files begun, and
     stop.reason says why. First, the temporary files that killed runs left in the output folders go."""
@@ -373,7 +373,7 @@ def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
     for job in jobs:
         if stop.reason:
             break
-        result, error = _restore_file(job, model, settings, inputs, on_tile, stop)
+        result, error = _restore_file(job, model, settings, inputs, on_progress, stop)
         results.append(result)
         if on_result:
             on_result(result)

@@ -22,7 +22,8 @@ from rich.text import Text
 
 from lnca_cli import __version__
 from lnca_cli.errors import Interrupted, LncaError, first_line, printable
-from lnca_cli.tasks import get_task
+from lnca_cli.recipe import PIXEL_LOSSES, TrainConfig
+from lnca_cli.tasks import TASKS, get_task
 
 app = typer.Typer(
     help="Restore photographs (denoise, deblur) with Latent Neural Cellular Automata.",
@@ -84,6 +85,9 @@ def main(
 
 # ---------------------------------------------------------------- options more than one command takes
 
+TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="|".join(TASKS),  # checked by tasks.get_task
+                                         help="; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ".")]
+EVAL_DEFAULTS = ", ".join(f"{t.eval_degradation} ({t.name})" for t in TASKS.values()) + "."
 ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default: the physical cores that other "
                                                       "processes leave free (lnca info shows how many).",
                                                       show_default=False)]
@@ -112,7 +116,7 @@ class Reporter:
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=err, transient=True)
             self.files = self.progress.add_task("files", total=total)
-            self.tiles = self.progress.add_task("tiles", total=None)
+            self.steps = self.progress.add_task("NCA steps", total=None)
 
     def __enter__(self):
         if self.progress:
@@ -123,9 +127,10 @@ class Reporter:
         if self.progress:
             self.progress.stop()
 
-    def on_tile(self, done: int, total: int) -> None:
+    def on_progress(self, done: int, total: int) -> None:
+        """The current image's NCA steps (every tile's), so that a one-tile image moves too."""
         if self.progress:
-            self.progress.update(self.tiles, completed=done, total=total)
+            self.progress.update(self.steps, completed=done, total=total)
 
     def on_result(self, result) -> None:
         if self.progress:
@@ -152,7 +157,7 @@ def _parse_tile(tile: str) -> int | str:
 @friendly
 def restore(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders, or - for stdin.", show_default=False)],
-    task: Annotated[str, typer.Option("--task", "-t", help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder, or - for stdout. "
                                                   "Default: beside each input.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. "
@@ -168,7 +173,9 @@ def restore(
     suffix: Annotated[Optional[str], typer.Option(help="Output name suffix. Default: the task name.")] = None,
     ext: Annotated[Optional[str], typer.Option("--ext", "--format", help="Output format: jpg, png, tif, webp, bmp. "
                                                "Default: the input's.")] = None,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100. Default: 95, or a JPEG input's "
+                                                   "own quality when higher (outputs are always re-encoded).",
+                                                   show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (inputs are never replaced).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for models with stochastic updates.")] = 0,
@@ -188,15 +195,18 @@ def restore(
     if half and precision not in ("auto", "fp16"):
         fail(f"--half means --precision fp16, but --precision {precision} was given too")
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
-                               precision="fp16" if half else precision, seed=seed, quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
+                               precision="fp16" if half else precision, seed=seed, quality=quality,
+                               overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
+    if any(job.target == "-" for job in jobs) and sys.stdout.isatty():
+        fail("refusing to write an image to the terminal; redirect it (> out.png), pipe it, or give -o FILE")
     loaded = prepare(task, model, settings)
     if "train_config" not in loaded.info and not quiet:
         err.print(f"warning: model '{loaded.info['name']}' has no training record: it is UNTRAINED")
     stop = Stop()
     with (Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter,
           stop.on_signals(_say_stopping)):
-        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_tile, stop)
+        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_progress, stop)
     failed = [r for r in results if r.status == "failed"]
     if not quiet and not as_json:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
@@ -319,10 +329,14 @@ def models_download(
 
 @models_app.command("info")
 @friendly
-def models_info(name: Annotated[str, typer.Argument(help="Model name, or a task for its default model.")]) -> None:
-    """What the registry says about a model, and where its file is."""
+def models_info(name: Annotated[str, typer.Argument(help="Model name, a task for its default model, or a "
+                                                     ".safetensors file.")]) -> None:
+    """What the registry says about a model, and where its file is; for a file, its config and training record."""
     from lnca_cli.hub import load_registry
 
+    if name.endswith(".safetensors") or Path(name).is_file():
+        _weights_file_info(name)
+        return
     registry = load_registry()
     entry = registry.entry(name)
     where, path = _where(entry)
@@ -339,6 +353,22 @@ def models_info(name: Annotated[str, typer.Argument(help="Model name, or a task 
     }
     for key, value in rows.items():
         print(f"{key + ':':9}{value}")
+
+
+def _weights_file_info(path: str) -> None:
+    """A weights file's own record: its architecture, config, task and how it was trained (metadata)."""
+    from lnca_cli.hub import ARCH_KEY, CONFIG_KEY, load_weights, sha256_of
+
+    model, metadata = load_weights(path)  # refuses anything that is not a usable lnca weights file
+    rows = {"file": path, "sha256": sha256_of(path), "arch": metadata.get(ARCH_KEY, model.arch),
+            "config": metadata[CONFIG_KEY], "task": metadata.get("task", "-"),
+            "parameters": f"{sum(p.numel() for p in model.parameters()):,}"}
+    rows.update({key: value for key, value in metadata.items() if key not in (ARCH_KEY, CONFIG_KEY, "task")})
+    if "train_config" not in metadata:
+        rows["training"] = "none recorded: an untrained model"
+    width = max(map(len, rows)) + 2
+    for key, value in rows.items():
+        print(f"{key + ':':{width}}{printable(value)}")
 
 
 @models_app.command("verify")
@@ -420,28 +450,38 @@ def info() -> None:
 # ---------------------------------------------------------------- train
 
 
+def RecipeOption(field: str, help: str, kind: type = int):  # noqa: N802 - it names a type, as Annotated does
+    """An option that overrides one field of the training recipe; its help shows the recipe's default
+    (and the paper preset's, where that differs)."""
+    default, paper = getattr(TrainConfig(), field), getattr(TrainConfig.paper("denoise", 400), field)
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    paper = {"ae_iterations": "10 epochs", "nca_iterations": "10 epochs", "val_every": "an epoch"}.get(field, paper)
+    note = "" if paper == default else f" (--preset paper: {paper})"
+    return Annotated[Optional[kind], typer.Option(help=f"{help} Default: {shown}{note}.", show_default=False)]
+
+
+
 @app.command()
 @friendly
 def train(
     data: Annotated[str, typer.Option(help="Folder of clean photos to train on (sub-folders included).")],
     out: Annotated[str, typer.Option(help="Where to write the best weights (.safetensors).")],
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     val: Annotated[Optional[str], typer.Option(help="Validation photos. Default: a fixed 5% of --data.")] = None,
     preset: Annotated[str, typer.Option(help="Architecture: wide-dw (default), wide or paper. 'paper' also "
                                         "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide-dw",
-    crop: Annotated[Optional[int], typer.Option(help="Crop side in pixels (native resolution).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Crops per batch.")] = None,
-    ae_iterations: Annotated[Optional[int], typer.Option(help="Phase 1 (autoencoder) batches.")] = None,
-    nca_iterations: Annotated[Optional[int], typer.Option(help="Phase 2 (NCA) batches.")] = None,
-    nca_lr: Annotated[Optional[float], typer.Option(help="Phase 2 learning rate.")] = None,
-    e2e_iterations: Annotated[Optional[int], typer.Option(help="Phase 3 batches: encoder, NCA and decoder "
-                                                          "trained together on the pixel loss. Default: 0.")] = None,
-    e2e_lr: Annotated[Optional[float], typer.Option(help="Phase 3 learning rate. Default: 0.001.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Phase 3 loss: mse, l1 or charbonnier. Default: mse.")] = None,
-    min_steps: Annotated[Optional[int], typer.Option(help="Fewest NCA steps drawn for a batch (phases 2, 3).")]
-    = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Most NCA steps drawn for a batch (phases 2, 3).")] = None,
-    val_every: Annotated[Optional[int], typer.Option(help="Validate (and checkpoint) every N batches.")] = None,
+    crop: RecipeOption("crop", "Crop side in pixels (native resolution).") = None,
+    batch: RecipeOption("batch", "Crops per batch.") = None,
+    ae_iterations: RecipeOption("ae_iterations", "Phase 1 (autoencoder) batches.") = None,
+    nca_iterations: RecipeOption("nca_iterations", "Phase 2 (NCA) batches.") = None,
+    nca_lr: RecipeOption("nca_lr", "Phase 2 learning rate.", float) = None,
+    e2e_iterations: RecipeOption("e2e_iterations", "Phase 3 batches: encoder, NCA and decoder trained together on "
+                                 "the pixel loss.") = None,
+    e2e_lr: RecipeOption("e2e_lr", "Phase 3 learning rate.", float) = None,
+    loss: RecipeOption("loss", f"Phase 3 loss: {', '.join(PIXEL_LOSSES)}.", str) = None,
+    min_steps: RecipeOption("min_steps", "Fewest NCA steps drawn for a batch (phases 2, 3).") = None,
+    max_steps: RecipeOption("max_steps", "Most NCA steps drawn for a batch (phases 2, 3).") = None,
+    val_every: RecipeOption("val_every", "Validate (and checkpoint) every N batches.") = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Resume from / save to this checkpoint.")] = None,
     autoencoder: Annotated[Optional[str], typer.Option(help="Skip phase 1: train the NCA on the autoencoder of "
                                                        "this trained model (.safetensors) of the same sizes.")] = None,
@@ -463,7 +503,7 @@ def train(
     from lnca_cli.devices import keep_freed_memory, resolve_device
     from lnca_cli.errors import SettingsError
     from lnca_cli.model import PRESETS
-    from lnca_cli.train import PIXEL_LOSSES, TrainConfig, list_images, plot_log, train as run_training
+    from lnca_cli.train import list_images, plot_log, train as run_training
 
     keep_freed_memory()
     use_threads(threads)
@@ -507,9 +547,11 @@ def train(
         done = row["iteration"] + before[row["phase"]] - before[first_phase]
         fields = {"psnr": f"{row['psnr']:.2f} dB"} if "psnr" in row else {}
         progress.update(bar, completed=done, phase=row["phase"], loss=row["loss"], **fields)
-        if "psnr" in row and not err.is_terminal:
-            err.print(f"phase {row['phase']} iteration {row['iteration']}: loss {row['loss']:.4g}, "
-                      f"val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+        if "psnr" in row and not err.is_terminal:  # a log file or a pipe: one line per validation, with the ETA
+            remaining = progress.tasks[0].time_remaining
+            eta = f", ETA {remaining / 60:.0f} min" if remaining is not None else ""
+            err.print(f"phase {row['phase']} iteration {row['iteration']} ({done}/{total} batches{eta}): loss "
+                      f"{row['loss']:.4g}, val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}", soft_wrap=True)
 
     with progress:
         try:
@@ -557,10 +599,10 @@ def _check_weights_out(out: str, data: str, overwrite: bool) -> None:
 @friendly
 def eval_command(
     data: Annotated[str, typer.Option(help="Folder of clean images (e.g. a standard test set).")],
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     noise: Annotated[Optional[str], typer.Option("--noise", "--degradation", help="gaussian:SIGMA, poisson:PEAK, "
                                                  "masked:P, motion:LENGTH[:ANGLE], defocus:SIGMA. Default by "
-                                                 "task: gaussian:25, motion:7, masked:0.5.")] = None,
+                                                 "task: " + EVAL_DEFAULTS)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -569,9 +611,11 @@ def eval_command(
     save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
     oracle: Annotated[bool, typer.Option(help="Score the autoencoder's ceiling instead: decode the clean image's "
                                          "latent with the degraded image's skip (no NCA).")] = False,
+    threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Degrade clean images with a fixed seed, restore them, and score PSNR/SSIM against the originals."""
+    use_threads(threads)
     from rich.console import Console
 
     from lnca_cli.api import RestoreSettings, prepare
@@ -770,8 +814,8 @@ def bench_quality(
 @friendly
 def bench_steps(
     data: DataOption,
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
-    degradation: Annotated[Optional[str], typer.Option(help="Default by task: gaussian:25, motion:7, masked:0.5.")]
+    task: TaskOption = "denoise",
+    degradation: Annotated[Optional[str], typer.Option(help="Default by task: " + EVAL_DEFAULTS)]
     = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
     step_counts: Annotated[str, typer.Option(help="Step counts to compare.")] = STEP_COUNTS,

@@ -43,11 +43,12 @@ def check_tile(model: LNCA, steps: int, tile_px: int) -> None:
 @torch.inference_mode()
 def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
                    tile: int | str = "auto", precision: str = "auto", seed: int = 0,
-                   on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   on_progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Restore a (C, H, W) float image in [0, 1] (C = 1 or 3); returns the same shape on the CPU.
 
     `tile` is the core side in pixels (0: no tiling, "auto": see auto_tile); `seed` fixes the
-    stochastic updates of models with update_rate < 1; on_tile(done, total) reports progress.
+    stochastic updates of models with update_rate < 1; on_progress(done, total) reports progress
+    in NCA steps (each tile's, in turn), so that even a one-tile image shows it moving.
     """
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got shape {tuple(image.shape)}")
@@ -67,15 +68,28 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, model.halo(steps))
     output = torch.empty((3, height, width), dtype=torch.float32)
     seeds = torch.full((1,), seed, dtype=torch.long, device=device)
+    on_step = _step_counter(len(tiles) * steps, on_progress)
     with threads_for(grid_h * grid_w, device):
-        for done, t in enumerate(tiles, 1):
-            output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds)
+        for t in tiles:
+            output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds, on_step)
             paste_core(output, output_window, t, scale)
             del output_window
             release_freed_memory()
-            if on_tile:
-                on_tile(done, len(tiles))
     return _like(output, image)
+
+
+def _step_counter(total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[], None] | None:
+    """A callback for each NCA step that reports (steps done, total) to on_progress."""
+    if on_progress is None:
+        return None
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        on_progress(done, total)
+
+    return step
 
 
 def _as_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -99,23 +113,23 @@ def oracle_tensor(clean: torch.Tensor, degraded: torch.Tensor, model: LNCA,
 
 
 def _restore_window(image: torch.Tensor, t: Tile, model: LNCA, steps: int, scale: int, device: torch.device,
-                    precision_context, seeds: torch.Tensor) -> torch.Tensor:
+                    precision_context, seeds: torch.Tensor, on_step: Callable[[], None] | None) -> torch.Tensor:
     rows, cols = window_pixels(t, scale, *image.shape[-2:])
     pixels = pad_to_multiple(image[None, :, rows, cols].float().to(device), scale)
     with precision_context:
-        result = model.restore_padded(pixels, steps, origin=t.origin, seeds=seeds)
+        result = model.restore_padded(pixels, steps, origin=t.origin, seeds=seeds, on_step=on_step)
     return result[0].float().cpu()
 
 
 def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
             tile: int | str = "auto", precision: str = "auto", seed: int = 0,
-            on_tile: Callable[[int, int], None] | None = None):
+            on_progress: Callable[[int, int], None] | None = None):
     """Restore a torch (C, H, W) float tensor in [0, 1], or a numpy (H, W) / (H, W, C) array.
 
     Arrays may be uint8, uint16 or float in [0, 1]; the result has the input's type, layout and dtype.
     An alpha channel (4th channel of an array) is passed through untouched.
     """
-    kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_tile=on_tile)
+    kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_progress=on_progress)
     if isinstance(image, torch.Tensor):
         return restore_tensor(image, model, **kwargs)
     array = np.asarray(image)

@@ -51,6 +51,7 @@ class ImageMeta:
     exif: bytes | None  # with the Orientation tag reset to 1: pixels are already rotated
     icc_profile: bytes | None
     grayscale: bool  # colour content is single-channel (L, LA, I;16 ...)
+    jpeg_quality: int | None = None  # a JPEG source's quality, estimated from its quantisation tables
 
 
 _EXTENSION_FORMATS = {
@@ -121,7 +122,7 @@ def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
     """
     name = "<stdin>" if isinstance(source, (bytes, bytearray)) else printable(os.fspath(source))
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    image, source_format, exif, icc_profile = _load(source, name, limit)
+    image, source_format, exif, icc_profile, quality = _load(source, name, limit)
     mode = image.mode
     image = _normalise_mode(image, name)
     deep = image.mode in _DEEP_GRAY_MODES
@@ -136,8 +137,39 @@ def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
         # A CMYK profile no longer describes the pixels once they are RGB.
         icc_profile=None if mode == "CMYK" else icc_profile,
         grayscale=grayscale,
+        jpeg_quality=quality,
     )
     return pixels, meta
+
+
+#: The JPEG standard's luminance quantisation table (Annex K), which libjpeg scales by quality.
+_JPEG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                   14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                   49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def _libjpeg_table_sum(quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sum(min(max((value * scale + 50) // 100, 1), 255) for value in _JPEG_LUMINANCE)
+
+
+def jpeg_quality(quantization: dict | None) -> int | None:
+    """The libjpeg quality (1-100) whose luminance table is closest to a JPEG's first table (by the
+    sum of its entries, which does not depend on their order); None without tables."""
+    if not quantization or 0 not in quantization:
+        return None
+    total = sum(quantization[0])
+    return min(range(1, 101), key=lambda quality: (abs(_libjpeg_table_sum(quality) - total), -quality))
+
+
+DEFAULT_QUALITY = 95
+
+
+def output_quality(requested: int | None, meta: ImageMeta) -> int:
+    """The JPEG/WebP quality to write: the one asked for, else 95, or a JPEG source's own when higher."""
+    if requested is not None:
+        return requested
+    return max(DEFAULT_QUALITY, meta.jpeg_quality or 0)
 
 
 def _load(source, name: str, max_pixels: int | None):
@@ -153,7 +185,8 @@ def _load(source, name: str, max_pixels: int | None):
             opened.load()  # decode now, so a truncated file fails here
             upright = ImageOps.exif_transpose(opened)
             info = opened.info
-            return upright, opened.format, info.get("exif"), info.get("icc_profile")
+            quality = jpeg_quality(opened.quantization) if opened.format == "JPEG" else None
+            return upright, opened.format, info.get("exif"), info.get("icc_profile"), quality
     except ImageError:
         raise
     except MemoryError as exc:
@@ -273,7 +306,7 @@ def _reset_orientation(exif: bytes) -> bytes:
 
 def write_image(
     path: str | os.PathLike, pixels: torch.Tensor, meta: ImageMeta,
-    *, format: str | None = None, quality: int = 95,
+    *, format: str | None = None, quality: int | None = None,
 ) -> None:
     """Write pixels (C, H, W in [0, 1]) with meta's alpha, bit depth and metadata.
 
@@ -364,7 +397,7 @@ def remove_stale_temporary_files(folder: str | os.PathLike) -> list[str]:
 
 
 def encode_image(
-    pixels: torch.Tensor, meta: ImageMeta, *, format: str, quality: int = 95
+    pixels: torch.Tensor, meta: ImageMeta, *, format: str, quality: int | None = None
 ) -> bytes:
     """Same as write_image, but return the encoded file's bytes (for stdout)."""
     fmt = _output_format(format, "<output>")
@@ -386,8 +419,9 @@ def _output_format(name: str, path: str) -> str:
     return fmt
 
 
-def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
-    """The Pillow image and save options for writing pixels + meta as fmt."""
+def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int | None):
+    """The Pillow image and save options for writing pixels + meta as fmt (quality: see output_quality)."""
+    quality = output_quality(quality, meta)
     caps = _FORMATS[fmt]
     alpha = meta.alpha if caps.alpha else None
     # Pillow has no 16-bit mode with alpha, and no 16-bit colour mode.

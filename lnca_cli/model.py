@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -287,9 +288,12 @@ class NCA(nn.Module):
         return torch.cat([band[..., : self.in_channels], band[..., self.in_channels:] + update], dim=-1)
 
     def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-            seeds: torch.Tensor | None = None) -> torch.Tensor:
+            seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """`steps` updates; on_step() after each (progress for a long restore)."""
         for t in range(steps):
             cells = self.step(cells, t, origin, seeds)
+            if on_step:
+                on_step()
         return cells
 
     def output(self, cells: torch.Tensor) -> torch.Tensor:
@@ -342,10 +346,11 @@ class LNCA(nn.Module):
         return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-                       seeds: torch.Tensor | None = None) -> torch.Tensor:
-        """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global position."""
+                       seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global
+        position; on_step() is called after each NCA step."""
         z, skip = self.encoder(_channels_last(x))
-        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds)
+        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds, on_step)
         return self.decoder(self.nca.output(cells), skip)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:

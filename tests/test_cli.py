@@ -572,3 +572,18 @@ def test_info_says_what_auto_precision_and_threads_mean_here():
     result = lnca("info")
     assert f"precision: auto is {devices.resolve_precision(devices.resolve_device('auto'))}" in result.stdout
     assert "threads:" in result.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_an_image_is_never_written_to_a_terminal(photo, tiny_weights):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lnca_cli", "denoise", str(photo), "-o", "-", "-m", tiny_weights],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2
+    assert b"refusing to write an image to the terminal" in proc.stderr

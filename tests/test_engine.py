@@ -145,8 +145,8 @@ def test_large_image_is_restored_through_tiles_with_bounded_memory():
     model = random_model()
     calls = []
     out = restore_tensor(torch.rand(3, 2048, 2048), model, device="cpu", tile=256,
-                         on_tile=lambda done, total: calls.append(total))
-    assert out.shape == (3, 2048, 2048) and calls[-1] == 64
+                         on_progress=lambda done, total: calls.append((done, total)))
+    assert out.shape == (3, 2048, 2048) and calls[-1] == (64 * TINY.steps, 64 * TINY.steps)
 
 
 def test_threads_default_to_free_cores_and_never_exceed_the_usable_cpus(monkeypatch):
@@ -188,3 +188,10 @@ def test_a_model_without_half_support_runs_in_fp32(monkeypatch):
     assert devices.resolve_precision(torch.device("cpu"), "auto", model.supports_half) == "fp32"
     with pytest.raises(DeviceError, match="fp32 only"):
         restore_tensor(torch.rand(3, 8, 8), model, device="cpu", precision="bf16")
+
+
+def test_progress_counts_nca_steps_so_a_one_tile_image_moves_too():
+    calls = []
+    restore_tensor(torch.rand(3, 40, 40), random_model(), steps=5, device="cpu", tile=0,
+                   on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(1, 6)]
