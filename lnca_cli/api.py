@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import select
 import signal
 import sys
 import threading
@@ -17,15 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lnca_cli.engine import DeviceError, resolve_device, resolve_precision, restore_tensor
-from lnca_cli.errors import SettingsError  # noqa: F401 - part of this module's face: raised by prepare
-from lnca_cli.hub import TASKS, WeightsError, load_model
-from lnca_cli.images import (SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image, format_for_extension,
-                             read_image, write_image)
-from lnca_cli.model import LNCA, halo_cells
+from lnca_cli.devices import DeviceError, resolve_device, resolve_precision
+from lnca_cli.engine import check_tile, restore_tensor
+from lnca_cli.errors import Interrupted, SettingsError, first_line, printable
+from lnca_cli.hub import WeightsError, load_model
+from lnca_cli.images import (READ_EXTENSIONS, SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image,
+                             format_for_extension, read_image, remove_stale_temporary_files, write_image,
+                             written_by_lnca)
+from lnca_cli.model import LNCA, MAX_STEPS
+from lnca_cli.tasks import get_task
 
 STDIO = "-"
-MAX_STEPS = 10_000
+SEEDS = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class Job:
     source: str
     target: str
     format: str | None = None  # image format for stdout; files take theirs from the extension
+    named: bool = False  # the user named this target (-o FILE): with overwrite, it is replaced even if lnca
+    # did not write it; any other existing file that lnca did not write is never replaced
 
 
 @dataclass
@@ -42,9 +49,9 @@ class RestoreSettings:
     steps: int | None = None  # None: the model's default
     device: str = "auto"
     tile: int | str = "auto"  # core side in pixels, 0 for none
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (engine.resolve_precision)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (devices.resolve_precision)
     seed: int = 0
-    quality: int = 95  # JPEG/WebP quality
+    quality: int | None = None  # JPEG/WebP quality; None: 95, or a JPEG input's own when higher
     overwrite: bool = False
     offline: bool = False  # use bundled or cached models only, never download
     max_pixels: int | None = None  # refuse larger images; None: Pillow's decompression-bomb limit, 0: none
@@ -64,26 +71,34 @@ class FileResult:
 
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    """Image files in a folder (and below, if recursive); symlink loops are not followed."""
+    """Image files in a folder (and below, if recursive): regular files only, so a FIFO or device named
+    like an image is left alone; symlink loops are not followed."""
     pattern = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in pattern if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+    return sorted(p for p in pattern if p.suffix.lower() in READ_EXTENSIONS and p.is_file())
 
 
 def _output_name(source: Path, task: str, suffix: str | None, ext: str | None) -> str:
-    extension = source.suffix if ext is None else "." + ext.lower().lstrip(".")
+    """`<stem>_<suffix>.<ext>`; without --ext, the input's extension, or .png for one lnca cannot write (GIF)."""
+    if ext is not None:
+        extension = "." + ext.lower().lstrip(".")
+    else:
+        extension = source.suffix if source.suffix.lower() in SUPPORTED_EXTENSIONS else ".png"
     return f"{source.stem}_{suffix if suffix is not None else task}{extension}"
 
 
 def _looks_like_file(output: str) -> bool:
     path = Path(output)
-    return output == STDIO or (not path.is_dir() and path.suffix.lower() in SUPPORTED_EXTENSIONS)
+    return output == STDIO or (not path.is_dir() and path.suffix.lower() in READ_EXTENSIONS)
 
 
 def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix: str | None = None,
               ext: str | None = None, recursive: bool = False) -> list[Job]:
     """Map inputs (files, folders, '-') to outputs: `<stem>_<suffix>.<ext>` beside the input, or in
-    the output folder mirroring sub-folders; `output` may also name one file or '-' for stdout."""
+    the output folder mirroring sub-folders; `output` may also name one file or '-' for stdout.
+    Raises SettingsError when two inputs would have one output (listing them all)."""
     ext_format = _check_format("." + ext.lstrip(".")) if ext else None
+    if suffix is not None and any(sep and sep in suffix for sep in ("/", os.sep, os.altsep, "\0")):
+        raise SettingsError(f"--suffix is part of a file name and cannot hold '/' or NUL; got {printable(suffix)!r}")
     sources: list[tuple[str, Path | None]] = []  # (input, folder it was found under)
     for raw in paths:
         path = Path(raw)
@@ -98,7 +113,7 @@ def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix
     if output is not None and _looks_like_file(output):
         if len(sources) > 1:
             raise SettingsError(f"-o {output} names one file, but there are {len(sources)} inputs; give a folder")
-        return [Job(sources[0][0], output, ext_format if output == STDIO else None)]
+        return [Job(sources[0][0], output, ext_format if output == STDIO else None, named=output != STDIO)]
     jobs = []
     for source, root in sources:
         if source == STDIO:
@@ -111,13 +126,31 @@ def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix
             relative = Path(source).parent.relative_to(root) if root else Path()
             target = Path(output) / relative / name
         jobs.append(Job(source, str(target)))
-    return _without_own_outputs(jobs, {str(p) for p, root in sources if root is not None})
+    jobs = _without_own_outputs(jobs, {str(p) for p, root in sources if root is not None})
+    _check_collisions(jobs)
+    return jobs
 
 
 def _without_own_outputs(jobs: list[Job], found_in_folders: set[str]) -> list[Job]:
-    """Drop files found in a folder that are this run's own outputs (from an earlier run)."""
+    """Drop files found in a folder that are this run's own outputs from an earlier run: planned as an
+    output here, and marked as written by lnca (a user's file of the same name stays an input)."""
     targets = {os.path.realpath(job.target) for job in jobs if job.target != STDIO}
-    return [job for job in jobs if job.source not in found_in_folders or os.path.realpath(job.source) not in targets]
+    return [job for job in jobs if job.source not in found_in_folders
+            or os.path.realpath(job.source) not in targets or not written_by_lnca(job.source)]
+
+
+def _check_collisions(jobs: list[Job]) -> None:
+    """Refuse a run in which two inputs would be written to one output, before any file is touched."""
+    sources_of: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.target != STDIO:
+            sources_of.setdefault(os.path.realpath(job.target), []).append(job)
+    shared = [group for group in sources_of.values() if len({os.path.realpath(j.source) for j in group}) > 1]
+    if shared:
+        listed = "; ".join(f"{', '.join(printable(j.source) for j in group)} -> {printable(group[0].target)}"
+                           for group in shared)
+        raise SettingsError(f"{len(shared)} output{'s' if len(shared) > 1 else ''} would be written from more than "
+                            f"one input: {listed}; restore those inputs in separate runs (another --suffix or -o)")
 
 
 def _check_format(extension: str) -> str:
@@ -132,26 +165,26 @@ def _check_format(extension: str) -> str:
 
 def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNCA:
     """Check every setting and load the model before any file is touched."""
-    if task not in TASKS:
-        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    get_task(task)  # an unknown one is a SettingsError
     if settings.steps is not None and not 1 <= settings.steps <= MAX_STEPS:
         raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
-    if not 1 <= settings.quality <= 100:
+    if not SEEDS[0] <= settings.seed <= SEEDS[1]:
+        raise SettingsError(f"--seed must be between {SEEDS[0]} and {SEEDS[1]} (64 bits), got {settings.seed}")
+    if settings.quality is not None and not 1 <= settings.quality <= 100:
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
     if settings.max_pixels is not None and settings.max_pixels < 0:
         raise SettingsError(f"--max-pixels must be 0 (no limit) or a number of pixels, got {settings.max_pixels}")
-    try:
-        resolve_precision(resolve_device(settings.device), settings.precision)
-        model = load_model(model_name, task, settings.offline)
-    except (DeviceError, WeightsError) as exc:
-        raise SettingsError(str(exc)) from None
-    steps = settings.steps or model.config.steps
-    halo_px = halo_cells(steps) * model.config.downsample
     if settings.tile != "auto" and int(settings.tile) < 0:
         raise SettingsError(f"--tile must be 0 (no tiling), auto, or a number of pixels; got {settings.tile}")
-    if settings.tile != "auto" and 0 < int(settings.tile) < halo_px:
-        raise SettingsError(f"--tile {settings.tile} is smaller than the halo ({halo_px} px at {steps} steps); "
-                            f"use at least {halo_px}, or 0 for no tiling")
+    try:
+        model = load_model(model_name, task, settings.offline)
+        resolve_precision(resolve_device(settings.device), settings.precision, model.supports_half)
+        if settings.tile != "auto":
+            check_tile(model, settings.steps or model.config.steps, int(settings.tile))
+    except (DeviceError, WeightsError) as exc:
+        raise SettingsError(str(exc)) from None
+    except ValueError as exc:  # the tile
+        raise SettingsError(f"--{exc}") from None
     return model
 
 
@@ -164,22 +197,25 @@ class Stop:
 
     def __init__(self) -> None:
         self.reason, self.signal = "", 0
+        self._at_once = False  # a signal stops at once, not after the file (see at_once)
 
     @contextlib.contextmanager
     def on_signals(self, notify: Callable[[str], None] | None = None):
         """While active (main thread only), the first SIGINT or SIGTERM stops the batch after the
-        current file and calls notify(reason); a second one stops at once (KeyboardInterrupt). Either
-        way no partial output is left: writes are atomic."""
+        current file and calls notify(reason); a second one stops at once (raises Interrupted, whose
+        exit code is 128 + the signal). Either way no partial output file is left: writes are atomic."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
 
         def handle(signum, frame):
-            if self.signal:
-                raise KeyboardInterrupt
-            self.reason, self.signal = f"interrupted by {signal.Signals(signum).name}", signum
-            if notify:
-                notify(self.reason)
+            if not self.signal:
+                self.reason, self.signal = f"interrupted by {signal.Signals(signum).name}", signum
+                if notify and not self._at_once:
+                    notify(self.reason)
+                if not self._at_once:
+                    return
+            raise Interrupted(signum)
 
         saved = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -188,59 +224,75 @@ class Stop:
             for number, handler in saved.items():
                 signal.signal(number, handler)
 
+    @contextlib.contextmanager
+    def at_once(self):
+        """Within: a signal stops at once (Interrupted), for work that cannot be finished safely once
+        asked to stop, such as a stream to stdout that the reader has stopped taking."""
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
+
 
 def _same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)  # never raises, not even for a symlink loop
 
 
 def _skip_or_check_target(job: Job, settings: RestoreSettings, input_paths: frozenset[str]) -> bool:
-    """True if the target exists and is to be kept; raises ImageError, before any work, for a target
-    that would replace an input, has no writable format, or whose folder cannot be written."""
-    target = Path(job.target)
+    """True if the target is an earlier output of lnca's to keep; raises ImageError, before any work,
+    for a target that would replace an input or a file lnca did not write, has no writable format, or
+    whose folder cannot be written."""
+    target, shown = Path(job.target), printable(job.target)
     if any(_same_file(job.target, p) for p in input_paths | {job.source} if p != STDIO):
-        raise ImageError(f"{job.target}: output would overwrite an input file; choose another -o or --suffix")
-    if target.exists() and not settings.overwrite:
-        return True
+        raise ImageError(f"output {shown} would overwrite an input file; choose another -o or --suffix")
+    if os.path.lexists(target):
+        if not written_by_lnca(target) and not (job.named and settings.overwrite):
+            how = "--overwrite replaces it, since you named it" if job.named else "choose another -o or --suffix"
+            raise ImageError(f"output {shown} exists and lnca did not write it, so it is kept; {how}")
+        if not settings.overwrite:
+            return True
     try:
         format_for_extension(target.suffix)
     except ImageError:
-        raise ImageError(f"{job.target}: lnca cannot write {target.suffix or 'files without an extension'}; "
+        raise ImageError(f"output {shown}: lnca cannot write {target.suffix or 'files without an extension'}; "
                          f"choose an output format with --ext (jpg, png, tif, webp or bmp)") from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from exc
+        raise ImageError(f"{printable(str(target.parent))}: cannot create the output folder ({exc.strerror})") from exc
     if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise ImageError(f"{target.parent}: output folder is not writable")
+        raise ImageError(f"{printable(str(target.parent))}: output folder is not writable")
     return False
 
 
 def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str] = frozenset(),
-                 on_tile: Callable[[int, int], None] | None = None) -> FileResult:
-    """Restore one file; never raises for a bad file, never writes over an input or (unless
-    overwrite) an existing file."""
-    return _restore_file(job, model, settings, input_paths, on_tile)[0]
+                 on_progress: Callable[[int, int], None] | None = None) -> FileResult:
+    """Restore one file; never raises for a bad file, never writes over an input or a file lnca did not
+    write (unless the job names it and overwrite is set), nor over an earlier output unless overwrite."""
+    return _restore_file(job, model, settings, input_paths, on_progress, Stop())[0]
 
 
 def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
-                  on_tile: Callable[[int, int], None] | None) -> tuple[FileResult, Exception | None]:
+                  on_progress: Callable[[int, int], None] | None, stop: Stop) -> tuple[FileResult, Exception | None]:
     """restore_file, and the error that failed it (None if it did not fail)."""
     result, error = FileResult(job.source, job.target, "done"), None
     started = time.perf_counter()
     try:
+        if job.source != STDIO and not os.path.lexists(job.source):
+            raise ImageError(f"{printable(job.source)}: no such file or folder")
         if job.target != STDIO and _skip_or_check_target(job, settings, input_paths):
             result.status = "skipped"
             return result, error
-        source = sys.stdin.buffer.read() if job.source == STDIO else job.source
+        source = _read_stdin() if job.source == STDIO else job.source
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
-                                  precision=settings.precision, seed=settings.seed, on_tile=on_tile)
+                                  precision=settings.precision, seed=settings.seed, on_progress=on_progress)
         del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
             fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")
-            sys.stdout.buffer.write(encode_image(restored, meta, format=fmt, quality=settings.quality))
-            sys.stdout.buffer.flush()
+            _write_to_stdout(encode_image(restored, meta, format=fmt, quality=settings.quality), stop)
         else:
             write_image(job.target, restored, meta, quality=settings.quality)
     except (ImageError, OSError, ValueError, RuntimeError, MemoryError) as exc:
@@ -249,13 +301,50 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
     return result, error
 
 
+def _read_stdin() -> bytes:
+    """All of stdin, a block at a time: Python runs signal handlers between blocks, so a signal is
+    handled while lnca waits for input (inside one long read() it would wait for the end of the input)."""
+    blocks = []
+    while block := sys.stdin.buffer.read1(1 << 16):
+        blocks.append(block)
+    return b"".join(blocks)
+
+
+def _write_to_stdout(data: bytes, stop: Stop) -> None:
+    """Write every byte to stdout, past short writes, straight to the file under Python's buffer (so
+    that nothing is left to write at exit); a signal stops it at once, leaving the stream incomplete."""
+    sys.stdout.flush()
+    stream = getattr(sys.stdout.buffer, "raw", sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    view, written = memoryview(data), 0
+    try:
+        with stop.at_once():
+            while written < len(view):
+                count = stream.write(view[written:])
+                if count is None:  # a non-blocking stdout that is full: wait until it takes more
+                    select.select([], [stream], [])
+                written += count or 0
+    except Interrupted as exc:
+        raise ImageError(f"<stdout>: {stop.reason} after {written:,} of {len(view):,} bytes of the image: "
+                         f"what was written is incomplete") from exc
+    except BrokenPipeError as exc:
+        raise ImageError(f"<stdout>: the reader closed the pipe after {written:,} of {len(view):,} bytes of the "
+                         f"image: what it got is incomplete") from exc
+
+
+_ALLOCATOR_FAILURE = re.compile(r"DefaultCPUAllocator|out of memory|can't allocate memory", re.IGNORECASE)
+
+
 def _one_line(exc: BaseException, source: str) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.filename or source}: {exc.strerror}"
-    if isinstance(exc, MemoryError):
-        text = f"not enough memory ({text})"
-    return text if source in text or isinstance(exc, ImageError) else f"{source}: {text}"
+    """What failed a file, as one printable line that begins with the input's name, once."""
+    name = "<stdin>" if source == STDIO else printable(source)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and _ALLOCATOR_FAILURE.search(str(exc))):
+        text = "not enough memory to restore this image (a smaller --tile needs less)"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{printable(os.fsdecode(exc.filename or source))}: {exc.strerror}"
+    else:
+        text = printable(first_line(exc))
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
 
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # no space, or over the quota
@@ -272,17 +361,19 @@ def _disk_full(exc: BaseException | None) -> bool:
 
 def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_result: Callable[[FileResult], None] | None = None,
-                  on_tile: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
+                  on_progress: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
     """Restore every job in turn; a failed file never stops the batch, but a full disk or `stop`
     (a signal) does, before the next file: the results then cover only the files begun, and
-    stop.reason says why."""
+    stop.reason says why. First, the temporary files that killed runs left in the output folders go."""
     stop = stop or Stop()
     inputs = frozenset(job.source for job in jobs)
+    for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
+        remove_stale_temporary_files(folder)
     results = []
     for job in jobs:
         if stop.reason:
             break
-        result, error = _restore_file(job, model, settings, inputs, on_tile)
+        result, error = _restore_file(job, model, settings, inputs, on_progress, stop)
         results.append(result)
         if on_result:
             on_result(result)

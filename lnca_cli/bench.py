@@ -66,8 +66,8 @@ from rich.table import Table
 
 from lnca_cli import __version__
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
-from lnca_cli.engine import (cpu_has_bf16, libc_call, release_freed_memory, resolve_device, resolve_precision,
-                             restore_tensor)
+from lnca_cli.devices import cpu_has_bf16, libc_call, release_freed_memory, resolve_device, resolve_precision
+from lnca_cli.engine import restore_tensor
 from lnca_cli.evaluate import evaluate, image_files, score_image
 from lnca_cli.hub import WeightsError, find_model, load_model, load_weights, save_weights
 from lnca_cli.images import ImageMeta, read_image, write_image
@@ -513,7 +513,7 @@ def restore_here(path: str, weights: str, steps: int | None, rule: str, precisio
                  threads: int | None = None) -> dict:
     """Seconds of the restore alone (engine.restore_tensor, default tiling) on one photograph, with
     the fast rule or the previous one (previous_rule.py): what the new / old ratio compares."""
-    from lnca_cli.engine import keep_freed_memory
+    from lnca_cli.devices import keep_freed_memory
     from lnca_cli.previous_rule import PreviousRuleLNCA
 
     if threads:

@@ -1,7 +1,7 @@
 """The `lnca` command: a thin Typer + Rich layer over lnca_cli.api. No tensor maths here.
 
-Exit codes: 0 all done (or skipped), 1 some files failed, 2 bad usage or settings.
-Human messages go to stderr; --json lines go to stdout (to stderr when the image itself does).
+Exit codes: 0 all done (or skipped), 1 some files failed, 2 bad usage or settings, 128 + N stopped
+by signal N (130 SIGINT, 143 SIGTERM). Human messages go to stderr; --json lines go to stdout (to stderr when the image itself does).
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from lnca_cli import __version__
-from lnca_cli.errors import LncaError
+from lnca_cli.errors import Interrupted, LncaError, first_line, printable
+from lnca_cli.recipe import PIXEL_LOSSES, TrainConfig
+from lnca_cli.tasks import TASKS, get_task
 
 app = typer.Typer(
     help="Restore photographs (denoise, deblur) with Latent Neural Cellular Automata.",
@@ -52,8 +54,8 @@ def friendly(command):
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside a batch; outputs are written atomically
-            fail("interrupted", 130)
+        except KeyboardInterrupt as exc:  # a second signal, or Ctrl-C outside a batch; outputs are atomic
+            fail("interrupted", exc.exit_code if isinstance(exc, Interrupted) else 130)
         except LncaError as exc:  # its message is written for users
             if STATE["debug"]:
                 raise
@@ -61,7 +63,7 @@ def friendly(command):
         except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
             if STATE["debug"]:
                 raise
-            fail(f"{type(exc).__name__}: {exc}", 1)
+            fail(f"{type(exc).__name__}: {printable(first_line(exc))}", 1)
 
     return wrapper
 
@@ -83,6 +85,9 @@ def main(
 
 # ---------------------------------------------------------------- options more than one command takes
 
+TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="|".join(TASKS),  # checked by tasks.get_task
+                                         help="; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ".")]
+EVAL_DEFAULTS = ", ".join(f"{t.eval_degradation} ({t.name})" for t in TASKS.values()) + "."
 ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default: the physical cores that other "
                                                       "processes leave free (lnca info shows how many).",
                                                       show_default=False)]
@@ -90,7 +95,7 @@ ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default
 
 def use_threads(threads: int | None) -> int:
     """Apply --threads (bad values are usage errors); returns the count in use."""
-    from lnca_cli.engine import set_threads
+    from lnca_cli.devices import set_threads
 
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
@@ -111,7 +116,7 @@ class Reporter:
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=err, transient=True)
             self.files = self.progress.add_task("files", total=total)
-            self.tiles = self.progress.add_task("tiles", total=None)
+            self.steps = self.progress.add_task("NCA steps", total=None)
 
     def __enter__(self):
         if self.progress:
@@ -122,9 +127,10 @@ class Reporter:
         if self.progress:
             self.progress.stop()
 
-    def on_tile(self, done: int, total: int) -> None:
+    def on_progress(self, done: int, total: int) -> None:
+        """The current image's NCA steps (every tile's), so that a one-tile image moves too."""
         if self.progress:
-            self.progress.update(self.tiles, completed=done, total=total)
+            self.progress.update(self.steps, completed=done, total=total)
 
     def on_result(self, result) -> None:
         if self.progress:
@@ -135,7 +141,8 @@ class Reporter:
             err.print(Text("failed ", style="red"), result.error, soft_wrap=True)
         elif not self.quiet:
             note = f"{result.seconds:.2f} s" if result.status == "done" else "exists; --overwrite to replace"
-            err.print(f"{result.status:7} {result.input} -> {result.output} ({note})", soft_wrap=True)
+            err.print(f"{result.status:7} {printable(result.input)} -> {printable(result.output)} ({note})",
+                      soft_wrap=True)
 
 
 def _parse_tile(tile: str) -> int | str:
@@ -150,7 +157,7 @@ def _parse_tile(tile: str) -> int | str:
 @friendly
 def restore(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders, or - for stdin.", show_default=False)],
-    task: Annotated[str, typer.Option("--task", "-t", help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder, or - for stdout. "
                                                   "Default: beside each input.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path. "
@@ -166,7 +173,9 @@ def restore(
     suffix: Annotated[Optional[str], typer.Option(help="Output name suffix. Default: the task name.")] = None,
     ext: Annotated[Optional[str], typer.Option("--ext", "--format", help="Output format: jpg, png, tif, webp, bmp. "
                                                "Default: the input's.")] = None,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100. Default: 95, or a JPEG input's "
+                                                   "own quality when higher (outputs are always re-encoded).",
+                                                   show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (inputs are never replaced).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for models with stochastic updates.")] = 0,
@@ -179,22 +188,25 @@ def restore(
 ) -> None:
     """Restore images with the model of a task."""
     from lnca_cli.api import RestoreSettings, Stop, plan_jobs, prepare, restore_files
-    from lnca_cli.engine import keep_freed_memory
+    from lnca_cli.devices import keep_freed_memory
 
     keep_freed_memory()
     use_threads(threads)
     if half and precision not in ("auto", "fp16"):
         fail(f"--half means --precision fp16, but --precision {precision} was given too")
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
-                               precision="fp16" if half else precision, seed=seed, quality=quality, overwrite=overwrite, offline=offline, max_pixels=max_pixels)
+                               precision="fp16" if half else precision, seed=seed, quality=quality,
+                               overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
+    if any(job.target == "-" for job in jobs) and sys.stdout.isatty():
+        fail("refusing to write an image to the terminal; redirect it (> out.png), pipe it, or give -o FILE")
     loaded = prepare(task, model, settings)
     if "train_config" not in loaded.info and not quiet:
         err.print(f"warning: model '{loaded.info['name']}' has no training record: it is UNTRAINED")
     stop = Stop()
     with (Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter,
           stop.on_signals(_say_stopping)):
-        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_tile, stop)
+        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_progress, stop)
     failed = [r for r in results if r.status == "failed"]
     if not quiet and not as_json:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
@@ -203,9 +215,11 @@ def restore(
         err.print("failed files:")
         for r in failed:
             err.print(f"  {r.error}", soft_wrap=True)
-    if len(results) < len(jobs):  # the batch stopped early: stop.reason says why
-        print_error(f"stopped, {stop.reason}: {len(jobs) - len(results)} of {len(jobs)} files not started; run the "
-                    f"same command again to go on (finished outputs are skipped)")
+    if stop.reason:  # a signal, or a full disk: stop.reason says which
+        left = len(jobs) - len(results)
+        print_error(f"stopped, {stop.reason}: " + (f"{left} of {len(jobs)} files not started; run the same command "
+                                                   f"again to go on (finished outputs are skipped)" if left else
+                                                   "every file had been started"))
         raise typer.Exit(128 + stop.signal if stop.signal else 1)
     if failed:
         raise typer.Exit(1)
@@ -315,10 +329,14 @@ def models_download(
 
 @models_app.command("info")
 @friendly
-def models_info(name: Annotated[str, typer.Argument(help="Model name, or a task for its default model.")]) -> None:
-    """What the registry says about a model, and where its file is."""
+def models_info(name: Annotated[str, typer.Argument(help="Model name, a task for its default model, or a "
+                                                     ".safetensors file.")]) -> None:
+    """What the registry says about a model, and where its file is; for a file, its config and training record."""
     from lnca_cli.hub import load_registry
 
+    if name.endswith(".safetensors") or Path(name).is_file():
+        _weights_file_info(name)
+        return
     registry = load_registry()
     entry = registry.entry(name)
     where, path = _where(entry)
@@ -335,6 +353,22 @@ def models_info(name: Annotated[str, typer.Argument(help="Model name, or a task 
     }
     for key, value in rows.items():
         print(f"{key + ':':9}{value}")
+
+
+def _weights_file_info(path: str) -> None:
+    """A weights file's own record: its architecture, config, task and how it was trained (metadata)."""
+    from lnca_cli.hub import ARCH_KEY, CONFIG_KEY, load_weights, sha256_of
+
+    model, metadata = load_weights(path)  # refuses anything that is not a usable lnca weights file
+    rows = {"file": path, "sha256": sha256_of(path), "arch": metadata.get(ARCH_KEY, model.arch),
+            "config": metadata[CONFIG_KEY], "task": metadata.get("task", "-"),
+            "parameters": f"{sum(p.numel() for p in model.parameters()):,}"}
+    rows.update({key: value for key, value in metadata.items() if key not in (ARCH_KEY, CONFIG_KEY, "task")})
+    if "train_config" not in metadata:
+        rows["training"] = "none recorded: an untrained model"
+    width = max(map(len, rows)) + 2
+    for key, value in rows.items():
+        print(f"{key + ':':{width}}{printable(value)}")
 
 
 @models_app.command("verify")
@@ -395,8 +429,8 @@ def info() -> None:
     """Versions, the device lnca would use, and the models available."""
     import torch
 
-    from lnca_cli.engine import (PHYSICAL_CORES, cpu_has_bf16, default_threads, resolve_device, resolve_precision,
-                                 usable_cpus)
+    from lnca_cli.devices import (PHYSICAL_CORES, cpu_has_bf16, default_threads, resolve_device, resolve_precision,
+                                  usable_cpus)
     from lnca_cli.hub import load_registry
 
     device = resolve_device("auto")
@@ -416,28 +450,38 @@ def info() -> None:
 # ---------------------------------------------------------------- train
 
 
+def RecipeOption(field: str, help: str, kind: type = int):  # noqa: N802 - it names a type, as Annotated does
+    """An option that overrides one field of the training recipe; its help shows the recipe's default
+    (and the paper preset's, where that differs)."""
+    default, paper = getattr(TrainConfig(), field), getattr(TrainConfig.paper("denoise", 400), field)
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    paper = {"ae_iterations": "10 epochs", "nca_iterations": "10 epochs", "val_every": "an epoch"}.get(field, paper)
+    note = "" if paper == default else f" (--preset paper: {paper})"
+    return Annotated[Optional[kind], typer.Option(help=f"{help} Default: {shown}{note}.", show_default=False)]
+
+
+
 @app.command()
 @friendly
 def train(
     data: Annotated[str, typer.Option(help="Folder of clean photos to train on (sub-folders included).")],
     out: Annotated[str, typer.Option(help="Where to write the best weights (.safetensors).")],
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     val: Annotated[Optional[str], typer.Option(help="Validation photos. Default: a fixed 5% of --data.")] = None,
     preset: Annotated[str, typer.Option(help="Architecture: wide-dw (default), wide or paper. 'paper' also "
                                         "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide-dw",
-    crop: Annotated[Optional[int], typer.Option(help="Crop side in pixels (native resolution).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Crops per batch.")] = None,
-    ae_iterations: Annotated[Optional[int], typer.Option(help="Phase 1 (autoencoder) batches.")] = None,
-    nca_iterations: Annotated[Optional[int], typer.Option(help="Phase 2 (NCA) batches.")] = None,
-    nca_lr: Annotated[Optional[float], typer.Option(help="Phase 2 learning rate.")] = None,
-    e2e_iterations: Annotated[Optional[int], typer.Option(help="Phase 3 batches: encoder, NCA and decoder "
-                                                          "trained together on the pixel loss. Default: 0.")] = None,
-    e2e_lr: Annotated[Optional[float], typer.Option(help="Phase 3 learning rate. Default: 0.001.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Phase 3 loss: mse, l1 or charbonnier. Default: mse.")] = None,
-    min_steps: Annotated[Optional[int], typer.Option(help="Fewest NCA steps drawn for a batch (phases 2, 3).")]
-    = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Most NCA steps drawn for a batch (phases 2, 3).")] = None,
-    val_every: Annotated[Optional[int], typer.Option(help="Validate (and checkpoint) every N batches.")] = None,
+    crop: RecipeOption("crop", "Crop side in pixels (native resolution).") = None,
+    batch: RecipeOption("batch", "Crops per batch.") = None,
+    ae_iterations: RecipeOption("ae_iterations", "Phase 1 (autoencoder) batches.") = None,
+    nca_iterations: RecipeOption("nca_iterations", "Phase 2 (NCA) batches.") = None,
+    nca_lr: RecipeOption("nca_lr", "Phase 2 learning rate.", float) = None,
+    e2e_iterations: RecipeOption("e2e_iterations", "Phase 3 batches: encoder, NCA and decoder trained together on "
+                                 "the pixel loss.") = None,
+    e2e_lr: RecipeOption("e2e_lr", "Phase 3 learning rate.", float) = None,
+    loss: RecipeOption("loss", f"Phase 3 loss: {', '.join(PIXEL_LOSSES)}.", str) = None,
+    min_steps: RecipeOption("min_steps", "Fewest NCA steps drawn for a batch (phases 2, 3).") = None,
+    max_steps: RecipeOption("max_steps", "Most NCA steps drawn for a batch (phases 2, 3).") = None,
+    val_every: RecipeOption("val_every", "Validate (and checkpoint) every N batches.") = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Resume from / save to this checkpoint.")] = None,
     autoencoder: Annotated[Optional[str], typer.Option(help="Skip phase 1: train the NCA on the autoencoder of "
                                                        "this trained model (.safetensors) of the same sizes.")] = None,
@@ -450,20 +494,20 @@ def train(
     plot: Annotated[Optional[str], typer.Option(help="Draw the loss curves to this PNG at the end (needs --log).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed for crops, degradations and initialisation.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out even if it is not an lnca weights file.")] = False,
     threads: ThreadsOption = None,
 ) -> None:
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
     from dataclasses import replace
 
-    from lnca_cli.engine import keep_freed_memory, resolve_device
+    from lnca_cli.devices import keep_freed_memory, resolve_device
     from lnca_cli.errors import SettingsError
     from lnca_cli.model import PRESETS
-    from lnca_cli.train import PIXEL_LOSSES, TASKS, TrainConfig, list_images, plot_log, train as run_training
+    from lnca_cli.train import list_images, plot_log, train as run_training
 
     keep_freed_memory()
     use_threads(threads)
-    if task not in TASKS:
-        raise SettingsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    get_task(task)
     if preset not in PRESETS:
         raise SettingsError(f"unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
     if minutes is not None and not checkpoint:
@@ -474,6 +518,7 @@ def train(
         raise SettingsError("--init and --autoencoder both say where to start: give one")
     if loss is not None and loss not in PIXEL_LOSSES:
         raise SettingsError(f"unknown --loss '{loss}'; expected one of {', '.join(PIXEL_LOSSES)}")
+    _check_weights_out(out, data, overwrite)
     try:
         files = list_images(data)
     except ValueError as exc:
@@ -502,9 +547,11 @@ def train(
         done = row["iteration"] + before[row["phase"]] - before[first_phase]
         fields = {"psnr": f"{row['psnr']:.2f} dB"} if "psnr" in row else {}
         progress.update(bar, completed=done, phase=row["phase"], loss=row["loss"], **fields)
-        if "psnr" in row and not err.is_terminal:
-            err.print(f"phase {row['phase']} iteration {row['iteration']}: loss {row['loss']:.4g}, "
-                      f"val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+        if "psnr" in row and not err.is_terminal:  # a log file or a pipe: one line per validation, with the ETA
+            remaining = progress.tasks[0].time_remaining
+            eta = f", ETA {remaining / 60:.0f} min" if remaining is not None else ""
+            err.print(f"phase {row['phase']} iteration {row['iteration']} ({done}/{total} batches{eta}): loss "
+                      f"{row['loss']:.4g}, val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}", soft_wrap=True)
 
     with progress:
         try:
@@ -525,19 +572,37 @@ def train(
                               else "no NCA training (--nca-iterations 0): its autoencoder is for --autoencoder"))
 
 
-# ---------------------------------------------------------------- eval
+def _check_weights_out(out: str, data: str, overwrite: bool) -> None:
+    """Refuse an --out among the training photos, and (unless overwrite) an existing file that is not
+    lnca weights: training would replace it with weights."""
+    from lnca_cli.errors import SettingsError
+    from lnca_cli.hub import CONFIG_KEY, WeightsError, read_metadata
 
-DEFAULT_DEGRADATION = {"denoise": "gaussian:25", "deblur": "motion:7", "denoise-masked": "masked:0.5"}
+    target = Path(out)
+    if target.resolve().is_relative_to(Path(data).resolve()):
+        raise SettingsError(f"--out {out} is inside --data {data}: weights are never written among the photos")
+    if target.is_dir():
+        raise SettingsError(f"--out {out} is a folder; give the weights file to write (.safetensors)")
+    if target.exists() and not overwrite:
+        try:
+            weights = CONFIG_KEY in read_metadata(target)
+        except WeightsError:
+            weights = False
+        if not weights:
+            raise SettingsError(f"--out {out} exists and is not an lnca weights file; --overwrite replaces it")
+
+
+# ---------------------------------------------------------------- eval
 
 
 @app.command("eval")
 @friendly
 def eval_command(
     data: Annotated[str, typer.Option(help="Folder of clean images (e.g. a standard test set).")],
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
+    task: TaskOption = "denoise",
     noise: Annotated[Optional[str], typer.Option("--noise", "--degradation", help="gaussian:SIGMA, poisson:PEAK, "
                                                  "masked:P, motion:LENGTH[:ANGLE], defocus:SIGMA. Default by "
-                                                 "task: gaussian:25, motion:7, masked:0.5.")] = None,
+                                                 "task: " + EVAL_DEFAULTS)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -546,9 +611,11 @@ def eval_command(
     save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
     oracle: Annotated[bool, typer.Option(help="Score the autoencoder's ceiling instead: decode the clean image's "
                                          "latent with the degraded image's skip (no NCA).")] = False,
+    threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Degrade clean images with a fixed seed, restore them, and score PSNR/SSIM against the originals."""
+    use_threads(threads)
     from rich.console import Console
 
     from lnca_cli.api import RestoreSettings, prepare
@@ -556,7 +623,7 @@ def eval_command(
 
     settings = RestoreSettings(steps=steps, device=device)
     loaded = prepare(task, model, settings)
-    spec = noise or DEFAULT_DEGRADATION[task]
+    spec = noise or get_task(task).eval_degradation
     try:
         report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save,
                           oracle=oracle)
@@ -747,8 +814,8 @@ def bench_quality(
 @friendly
 def bench_steps(
     data: DataOption,
-    task: Annotated[str, typer.Option(help="denoise, deblur or denoise-masked.")] = "denoise",
-    degradation: Annotated[Optional[str], typer.Option(help="Default by task: gaussian:25, motion:7, masked:0.5.")]
+    task: TaskOption = "denoise",
+    degradation: Annotated[Optional[str], typer.Option(help="Default by task: " + EVAL_DEFAULTS)]
     = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path.")] = None,
     step_counts: Annotated[str, typer.Option(help="Step counts to compare.")] = STEP_COUNTS,
@@ -761,7 +828,7 @@ def bench_steps(
     """PSNR and time at 8 to 128 NCA steps, to choose --steps."""
     bench = _bench_setup(threads)
     loaded = _trained(bench, model, [task])[task]
-    spec = degradation or DEFAULT_DEGRADATION[task]
+    spec = degradation or get_task(task).eval_degradation
     result = _run_bench(lambda: bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
                                                   limit, seed, _bench_note))
     _bench_output(result, as_json, out, plot)

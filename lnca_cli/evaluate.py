@@ -30,13 +30,15 @@ import torch
 from rich.table import Table
 
 from lnca_cli.degrade import parse_degradation
-from lnca_cli.engine import oracle_tensor, resolve_device, restore_tensor
+from lnca_cli.devices import resolve_device
+from lnca_cli.engine import oracle_tensor, restore_tensor
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
-from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, psnr, quantize8, ssim
+from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, psnr, quantize8, ssim
 from lnca_cli.model import LNCA
 
 GAP = 4  # pixels of white between the panels of a --save image
-METRICS = ("psnr_input", "ssim_input", "psnr", "ssim", "seconds")
+LABEL_HEIGHT = 13  # pixels of the label strip above them (Pillow's default font)
+METRICS = ("psnr_input", "ssim_input", "psnr", "ssim", "bias_r", "bias_g", "bias_b", "seconds")
 
 
 @dataclass
@@ -46,6 +48,9 @@ class ImageScore:
     ssim_input: float
     psnr: float  # restored vs clean
     ssim: float
+    bias_r: float  # mean signed error of the restore per channel, in 8-bit levels (grayscale: all three alike)
+    bias_g: float
+    bias_b: float
     seconds: float
 
 
@@ -111,6 +116,7 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
         Path(save).mkdir(parents=True, exist_ok=True)
     name = _model_name(model) + (" (oracle)" if oracle else "")
     report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device))
+    panel_names = _panel_names(paths)
     for index, path in enumerate(paths):
         clean, _ = read_image(path)
         generator = torch.Generator().manual_seed(seed + index)
@@ -123,7 +129,7 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
         seconds = time.perf_counter() - start
         score = score_image(path.name, clean, degraded, restored, seconds)
         if save is not None:
-            _save_panels(Path(save) / f"{path.name}.png", degraded, restored, clean)
+            _save_panels(Path(save) / panel_names[path], degraded, restored, clean, score)
         report.images.append(score)
         if on_image:
             on_image(score)
@@ -149,12 +155,14 @@ def score_image(name: str, clean: torch.Tensor, degraded: torch.Tensor, restored
                 seconds: float) -> ImageScore:
     """Scores of one (C, H, W) image; every image is quantised to 8 bits first."""
     clean, degraded, restored = (quantize8(x[None]) for x in (clean, degraded, restored))
+    bias = channel_bias(restored, clean)[0].expand(3).tolist()
     return ImageScore(
         name=name,
         psnr_input=psnr(degraded, clean).item(),
         ssim_input=ssim(degraded, clean).item(),
         psnr=psnr(restored, clean).item(),
         ssim=ssim(restored, clean).item(),
+        bias_r=bias[0], bias_g=bias[1], bias_b=bias[2],
         seconds=seconds,
     )
 
@@ -168,8 +176,32 @@ def side_by_side(degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Te
     return torch.cat([degraded, gap, restored, gap, clean], dim=-1).clamp(0, 1)
 
 
-def _save_panels(path: Path, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor) -> None:
+def _panel_names(paths: list[Path]) -> dict[Path, str]:
+    """`--save` file names: kodim01.png for kodim01.png or .jpg; the whole name (a.jpg.png) only where
+    two images share a stem."""
+    stems = [p.stem for p in paths]
+    return {p: f"{p.stem if stems.count(p.stem) == 1 else p.name}.png" for p in paths}
+
+
+def label_strip(labels: list[str], widths: list[int], channels: int) -> torch.Tensor:
+    """A white strip of LABEL_HEIGHT pixels with one black label at the start of each panel (C, h, W)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("L", (sum(widths) + GAP * (len(widths) - 1), LABEL_HEIGHT), 255)
+    draw, left = ImageDraw.Draw(strip), 0
+    for label, width in zip(labels, widths):
+        draw.text((left + 2, 1), label, fill=0)
+        left += width + GAP
+    pixels = torch.frombuffer(bytearray(strip.tobytes()), dtype=torch.uint8).view(1, LABEL_HEIGHT, -1) / 255
+    return pixels.expand(channels, -1, -1)
+
+
+def _save_panels(path: Path, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor,
+                 score: ImageScore) -> None:
+    """degraded | restored | clean, each labelled (with its PSNR against the clean image)."""
     panels = side_by_side(degraded, restored, clean)
+    labels = [f"degraded {score.psnr_input:.2f} dB", f"restored {score.psnr:.2f} dB", "clean"]
+    panels = torch.cat([label_strip(labels, [clean.shape[-1]] * 3, panels.shape[0]), panels], dim=-2)
     gray = panels.shape[0] == 1
     meta = ImageMeta(mode="L" if gray else "RGB", format="PNG", bit_depth=8, alpha=None, exif=None,
                      icc_profile=None, grayscale=gray)
@@ -185,7 +217,7 @@ def format_table(report: EvalReport) -> Table:
     """Per-image scores and, in bold, their mean."""
     table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
     table.add_column("image")
-    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "seconds"):
+    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
         table.add_column(header, justify="right")
     for score in report.images:
         table.add_row(score.name, *_cells(dataclasses.asdict(score)))
@@ -195,6 +227,7 @@ def format_table(report: EvalReport) -> Table:
 
 
 def _cells(scores: dict) -> list[str]:
-    """Table cells for the METRICS in `scores`: dB to 2 places, SSIM to 4, seconds to 2."""
-    places = {"psnr_input": 2, "ssim_input": 4, "psnr": 2, "ssim": 4, "seconds": 2}
-    return [f"{scores[key]:.{places[key]}f}" for key in METRICS]
+    """Table cells for `scores`: dB to 2 places, SSIM to 4, the bias in levels to 1, seconds to 2."""
+    bias = "/".join(f"{scores[key]:+.1f}" for key in ("bias_r", "bias_g", "bias_b"))
+    return [f"{scores['psnr_input']:.2f}", f"{scores['ssim_input']:.4f}", f"{scores['psnr']:.2f}",
+            f"{scores['ssim']:.4f}", bias, f"{scores['seconds']:.2f}"]

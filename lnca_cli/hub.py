@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
 
-from lnca_cli.errors import LncaError
+from lnca_cli import __version__
+from lnca_cli.errors import LncaError, first_line
+from lnca_cli.tasks import TASKS
 
 if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models list` starts fast
     import torch
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models
     from lnca_cli.model import LNCA
 
 CONFIG_KEY = "lnca_config"
+ARCH_KEY = "lnca_arch"  # which architecture the config describes (model.ARCHITECTURES); files without one are "lnca"
 
 
 class WeightsError(LncaError):
@@ -37,7 +40,7 @@ def save_weights(model: LNCA, path: str | os.PathLike, metadata: dict[str, str] 
     from lnca_cli.images import new_file_mode
 
     path = Path(path)
-    header = {CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
+    header = {ARCH_KEY: model.arch, CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -56,36 +59,62 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a valid safetensors weights file ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a valid safetensors weights file ({first_line(exc)})") from None
 
 
 def load_weights(path: str | os.PathLike) -> tuple[LNCA, dict[str, str]]:
     """Rebuild the model from a weights file; returns it in eval mode with its metadata."""
     from safetensors.torch import load_file
 
-    from lnca_cli.model import LNCA, LNCAConfig
+    from lnca_cli.model import ARCHITECTURES
 
     metadata = read_metadata(path)
     if CONFIG_KEY not in metadata:
         raise WeightsError(f"{path}: no '{CONFIG_KEY}' in the file's metadata; not an lnca weights file")
+    arch = metadata.get(ARCH_KEY, "lnca")
+    if arch not in ARCHITECTURES:
+        raise WeightsError(f"{path}: architecture '{arch}' is unknown to lnca {__version__} (it knows "
+                           f"{', '.join(ARCHITECTURES)}); a newer lnca may load it")
+    model_class, config_class = ARCHITECTURES[arch]
     try:
-        config = LNCAConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: bad model config ({_first_line(exc)})") from None
-    model = LNCA(config)
+        config = config_class.from_dict(json.loads(metadata[CONFIG_KEY]))
+    except (ValueError, TypeError, OverflowError) as exc:  # (OverflowError: a number such as 1e400)
+        raise WeightsError(f"{path}: bad model config ({first_line(exc)})") from None
+    except RecursionError:
+        raise WeightsError(f"{path}: bad model config (nested too deeply to read)") from None
+    size, needed = Path(path).stat().st_size, _model_bytes(model_class, config)
+    if needed > size:  # the tensors are in the file: a config that needs more describes other weights
+        raise WeightsError(f"{path}: weights do not match the model config: it describes {needed:,} bytes of "
+                           f"tensors, but the file has {size:,} bytes")
+    model = model_class(config)
     state = load_file(str(path))
     _check_state(path, model, state)
     model.load_state_dict(state)
     return model.eval(), metadata
 
 
+def _model_bytes(model_class, config) -> int:
+    """Bytes of the tensors of the model a config describes, counted without allocating them."""
+    import torch
+
+    with torch.device("meta"):
+        return sum(t.numel() * t.element_size() for t in model_class(config).state_dict().values())
+
+
 def _check_state(path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Name what differs between the file's tensors and the architecture its config describes."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """Name what differs between the file's tensors and the architecture its config describes, and
+    refuse tensors of the wrong kind (integers for floats) or that hold NaN or infinity."""
+    import torch
+
+    reference = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in reference.items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    common = sorted(set(expected) & set(found))
+    wrong = [k for k in common if expected[k] != found[k]]
+    wrong_kind = [k for k in common if state[k].is_floating_point() != reference[k].is_floating_point()]
+    not_finite = [k for k in common if state[k].is_floating_point() and not torch.isfinite(state[k]).all()]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
@@ -94,13 +123,14 @@ def _check_state(path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -
     if wrong:
         k = wrong[0]
         problems.append(f"{k} has shape {found[k]}, config expects {expected[k]}")
+    if wrong_kind:
+        k = wrong_kind[0]
+        problems.append(f"{k} holds {state[k].dtype}, config expects {reference[k].dtype}")
     if problems:
         raise WeightsError(f"{path}: weights do not match the model config: {'; '.join(problems)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if not_finite:
+        raise WeightsError(f"{path}: weights hold NaN or infinity ({', '.join(not_finite[:3])}"
+                           f"{' ...' if len(not_finite) > 3 else ''}); the file is damaged or its training diverged")
 
 
 # ---------------------------------------------------------------- the registry of published models
@@ -108,9 +138,6 @@ def _first_line(exc: BaseException) -> str:
 #: Bundled weights and the registry: inside the package when installed from a wheel, beside it in a source checkout.
 BUNDLED_DIRS = (Path(__file__).parent / "weights", Path(__file__).parent.parent / "weights")
 REGISTRY_FILE = "models.json"
-
-TASKS = ("denoise", "deblur", "denoise-masked")
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -157,7 +184,7 @@ def load_registry() -> Registry:
         models = {name: ModelEntry(name=name, **fields) for name, fields in data["models"].items()}
         registry = Registry(path, models, dict(data["defaults"]))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise WeightsError(f"{path}: not a valid model registry ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a valid model registry ({first_line(exc)})") from None
     _check_registry(registry)
     return registry
 
@@ -166,8 +193,8 @@ def _check_registry(registry: Registry) -> None:
     models = registry.models.values()
     problems = [f"model '{e.name}' has unknown task '{e.task}'" for e in models if e.task not in TASKS]
     problems += [f"a default for unknown task '{task}'" for task in registry.defaults if task not in TASKS]
-    for task in TASKS:
-        default = registry.models.get(registry.defaults.get(task, ""))
+    for task, name in registry.defaults.items():  # a task may have no published model yet: no default
+        default = registry.models.get(name)
         if default is None or default.task != task:
             problems.append(f"the default model of task '{task}' is not a {task} model in the registry")
     filenames = [e.filename for e in models]
@@ -198,7 +225,7 @@ def register(path: str | os.PathLike, name: str, task: str | None = None) -> Mod
         raise WeightsError(f"{path} was trained for task '{metadata['task']}', not '{task}'")
     facts = {"task": task, "filename": path.name, "sha256": sha256_of(path), "size": path.stat().st_size}
     if old is None:
-        base = registry.models[registry.defaults[task]]
+        base = registry.models.get(registry.defaults.get(task, ""), next(iter(registry.models.values())))
         entry = ModelEntry(name, repo_id=base.repo_id, revision=base.revision, recipe="weights/README.md", **facts)
     else:
         entry = replace(old, **facts)
@@ -324,7 +351,7 @@ def _download(entry: ModelEntry, offline: bool) -> Path:
                                     cache_dir=str(hub_cache()), endpoint=endpoint, local_files_only=offline))
     except LocalEntryNotFoundError as exc:  # offline, or no connection, and not in the cache
         problem = "is not available offline" if offline else \
-            f"could not be downloaded from {endpoint} ({_first_line(exc.__cause__ or exc)})"
+            f"could not be downloaded from {endpoint} ({first_line(exc.__cause__ or exc)})"
         raise WeightsError(f"model '{entry.name}' {problem}: it is neither bundled nor in the cache "
                            f"{hub_cache()}; {_how_to_get(entry)}") from None
     except (HfHubHTTPError, OSError) as exc:  # an HTTP error (404...), or a truncated download
@@ -356,6 +383,9 @@ def load_model(name_or_path: str | None = None, task: str = "denoise", offline: 
     """Load a model by name or path (default: the task's model); `model.info` holds its metadata."""
     if task not in TASKS:
         raise WeightsError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    if name_or_path is None and task not in load_registry().defaults:
+        raise WeightsError(f"task '{task}' has no published model yet: train one (lnca train --task {task}) and "
+                           f"pass it with --model")
     path = find_model(name_or_path or task, offline)
     model, metadata = load_weights(path)
     model.info = {"name": name_or_path or task, "path": str(path), **metadata}

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import tempfile
 import threading
@@ -21,7 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from lnca_cli.errors import first_line, printable
+
+try:
+    import fcntl
+except ImportError:  # Windows: temporary files are not locked, and stale ones are not cleaned up
+    fcntl = None
 
 
 class ImageError(Exception):
@@ -42,6 +51,7 @@ class ImageMeta:
     exif: bytes | None  # with the Orientation tag reset to 1: pixels are already rotated
     icc_profile: bytes | None
     grayscale: bool  # colour content is single-channel (L, LA, I;16 ...)
+    jpeg_quality: int | None = None  # a JPEG source's quality, estimated from its quantisation tables
 
 
 _EXTENSION_FORMATS = {
@@ -53,10 +63,16 @@ _EXTENSION_FORMATS = {
     ".webp": "WEBP",
     ".bmp": "BMP",
 }
-SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)
+SUPPORTED_EXTENSIONS = frozenset(_EXTENSION_FORMATS)  # the formats lnca writes
+READ_EXTENSIONS = SUPPORTED_EXTENSIONS | {".gif"}  # the files lnca takes from a folder
 WRITE_FORMATS = frozenset(_EXTENSION_FORMATS.values())
 # What read_image accepts, by content: the writable formats, GIF (first frame) and MPO (JPEG from cameras).
 READ_FORMATS = WRITE_FORMATS | {"GIF", "MPO"}
+# The mark lnca writes into its outputs (an XMP packet: the inputs' XMP is not carried over), by which it
+# tells its own earlier outputs from a user's files of the same name. BMP cannot hold it.
+OUTPUT_MARK = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-'
+               b'ns#"><rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="lnca"/>'
+               b'</rdf:RDF></x:xmpmeta>')
 # Rough peak memory of a restore per pixel: the decoded image, float input and output, quantised copies.
 BYTES_PER_PIXEL = 48
 
@@ -104,9 +120,9 @@ def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
     Images over max_pixels (default: Pillow's decompression-bomb limit, 0: no
     limit) or too large for the free memory are refused before decoding.
     """
-    name = "<stdin>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    name = "<stdin>" if isinstance(source, (bytes, bytearray)) else printable(os.fspath(source))
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    image, source_format, exif, icc_profile = _load(source, name, limit)
+    image, source_format, exif, icc_profile, quality = _load(source, name, limit)
     mode = image.mode
     image = _normalise_mode(image, name)
     deep = image.mode in _DEEP_GRAY_MODES
@@ -121,8 +137,39 @@ def read_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
         # A CMYK profile no longer describes the pixels once they are RGB.
         icc_profile=None if mode == "CMYK" else icc_profile,
         grayscale=grayscale,
+        jpeg_quality=quality,
     )
     return pixels, meta
+
+
+#: The JPEG standard's luminance quantisation table (Annex K), which libjpeg scales by quality.
+_JPEG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                   14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                   49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def _libjpeg_table_sum(quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sum(min(max((value * scale + 50) // 100, 1), 255) for value in _JPEG_LUMINANCE)
+
+
+def jpeg_quality(quantization: dict | None) -> int | None:
+    """The libjpeg quality (1-100) whose luminance table is closest to a JPEG's first table (by the
+    sum of its entries, which does not depend on their order); None without tables."""
+    if not quantization or 0 not in quantization:
+        return None
+    total = sum(quantization[0])
+    return min(range(1, 101), key=lambda quality: (abs(_libjpeg_table_sum(quality) - total), -quality))
+
+
+DEFAULT_QUALITY = 95
+
+
+def output_quality(requested: int | None, meta: ImageMeta) -> int:
+    """The JPEG/WebP quality to write: the one asked for, else 95, or a JPEG source's own when higher."""
+    if requested is not None:
+        return requested
+    return max(DEFAULT_QUALITY, meta.jpeg_quality or 0)
 
 
 def _load(source, name: str, max_pixels: int | None):
@@ -130,13 +177,16 @@ def _load(source, name: str, max_pixels: int | None):
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
+        if not isinstance(source, io.BytesIO) and not stat.S_ISREG(os.stat(source).st_mode):
+            raise ImageError(f"{name}: not a regular file (a folder, FIFO or device); lnca reads image files only")
         with _open(source) as opened, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata: the pixels decode or fail
             _check_header(opened, name, max_pixels)
             opened.load()  # decode now, so a truncated file fails here
             upright = ImageOps.exif_transpose(opened)
             info = opened.info
-            return upright, opened.format, info.get("exif"), info.get("icc_profile")
+            quality = jpeg_quality(opened.quantization) if opened.format == "JPEG" else None
+            return upright, opened.format, info.get("exif"), info.get("icc_profile"), quality
     except ImageError:
         raise
     except MemoryError as exc:
@@ -160,6 +210,17 @@ def _open(source) -> Image.Image:
             return Image.open(source)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def written_by_lnca(path: str | os.PathLike) -> bool:
+    """Whether the file is an image that carries lnca's mark (OUTPUT_MARK): an earlier output of lnca."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with _open(os.fspath(path)) as image:
+            return image.info.get("xmp") == OUTPUT_MARK
+    except Exception:  # noqa: BLE001 - whatever cannot be read is no output of lnca's
+        return False
 
 
 def _check_header(image: Image.Image, name: str, max_pixels: int | None) -> None:
@@ -245,7 +306,7 @@ def _reset_orientation(exif: bytes) -> bytes:
 
 def write_image(
     path: str | os.PathLike, pixels: torch.Tensor, meta: ImageMeta,
-    *, format: str | None = None, quality: int = 95,
+    *, format: str | None = None, quality: int | None = None,
 ) -> None:
     """Write pixels (C, H, W in [0, 1]) with meta's alpha, bit depth and metadata.
 
@@ -259,17 +320,15 @@ def write_image(
     path = os.fspath(path)
     fmt = _output_format(format or os.path.splitext(path)[1], path)
     image, options = _prepare(pixels, meta, fmt, quality)
-    name = os.path.basename(path)
+    shown = printable(path)
     try:
-        handle, temp_path = tempfile.mkstemp(
-            dir=os.path.dirname(os.path.abspath(path)), prefix=f".{name}.", suffix=".tmp"
-        )
+        handle, temp_path = _temporary_file(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
     except OSError as exc:
-        raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+        raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
     try:
         with os.fdopen(handle, "wb") as file:
             os.chmod(temp_path, new_file_mode())
-            image.save(file, format=fmt, **options)
+            image.save(_WithoutDescriptor(file), format=fmt, **options)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_path, path)
@@ -277,12 +336,68 @@ def write_image(
         if os.path.exists(temp_path):
             os.remove(temp_path)
         if isinstance(exc, Exception):
-            raise ImageError(f"{path}: cannot write image ({_reason(exc)})") from exc
+            raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
         raise
 
 
+class _WithoutDescriptor:
+    """A file seen through write, seek and tell only. Given a file descriptor, Pillow lets libtiff write
+    a TIFF itself, and libtiff reports a full disk as "encoder error -2" after printing its own lines
+    to stderr; without one, libtiff encodes into memory blocks that Pillow writes here, so that a write
+    error keeps its errno (ENOSPC, EFBIG), as it does for the other formats."""
+
+    def __init__(self, file):
+        self.write, self.seek, self.tell = file.write, file.seek, file.tell
+
+
+NAME_MAX = 255  # bytes in a file name, on the usual file systems
+_TEMP_SUFFIX = ".lnca.tmp"
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX), re.DOTALL)  # what mkstemp makes below
+_TEMP_EXTRA = len("..12345678" + _TEMP_SUFFIX)  # what a temporary name adds: two dots, 8 random characters
+
+
+def _temporary_file(folder: str, name: str) -> tuple[int, str]:
+    """A new temporary file `.NAME.XXXXXXXX.lnca.tmp` in folder, locked while this process has it open
+    (remove_stale_temporary_files leaves it alone); NAME is cut short to keep within NAME_MAX."""
+    prefix = "." + os.fsdecode(os.fsencode(name)[:NAME_MAX - _TEMP_EXTRA]) + "."
+    while True:
+        handle, temp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=_TEMP_SUFFIX)
+        if fcntl is None:
+            return handle, temp_path
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.fstat(handle).st_nlink:
+            return handle, temp_path
+        os.close(handle)  # a clean-up took it for stale between its creation and the lock: make another
+
+
+def remove_stale_temporary_files(folder: str | os.PathLike) -> list[str]:
+    """Remove lnca's temporary files (`.NAME.XXXXXXXX.lnca.tmp`) that a killed run left in folder; one
+    that a running lnca holds (locked) is left alone. Returns the paths removed."""
+    try:
+        names = os.listdir(folder) if fcntl is not None else []
+    except OSError:
+        return []
+    removed = []
+    for name in filter(_TEMP_NAME.fullmatch, names):
+        path = os.path.join(folder, name)
+        try:
+            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(handle).st_mode):
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass  # locked by a running lnca, or gone already
+        finally:
+            os.close(handle)
+    return removed
+
+
 def encode_image(
-    pixels: torch.Tensor, meta: ImageMeta, *, format: str, quality: int = 95
+    pixels: torch.Tensor, meta: ImageMeta, *, format: str, quality: int | None = None
 ) -> bytes:
     """Same as write_image, but return the encoded file's bytes (for stdout)."""
     fmt = _output_format(format, "<output>")
@@ -304,8 +419,9 @@ def _output_format(name: str, path: str) -> str:
     return fmt
 
 
-def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
-    """The Pillow image and save options for writing pixels + meta as fmt."""
+def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int | None):
+    """The Pillow image and save options for writing pixels + meta as fmt (quality: see output_quality)."""
+    quality = output_quality(quality, meta)
     caps = _FORMATS[fmt]
     alpha = meta.alpha if caps.alpha else None
     # Pillow has no 16-bit mode with alpha, and no 16-bit colour mode.
@@ -316,6 +432,7 @@ def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
         options["exif"] = meta.exif
     if caps.metadata and meta.icc_profile:
         options["icc_profile"] = meta.icc_profile
+    _add_mark(fmt, options)
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     if fmt == "JPEG" and quality >= 90:
@@ -323,6 +440,24 @@ def _prepare(pixels: torch.Tensor, meta: ImageMeta, fmt: str, quality: int):
     if fmt == "TIFF":
         options["compression"] = "tiff_lzw"
     return image, options
+
+
+_XMP_TAG = 700  # in a TIFF
+
+
+def _add_mark(fmt: str, options: dict) -> None:
+    """Add OUTPUT_MARK to the save options of fmt (BMP cannot hold it)."""
+    if fmt in ("JPEG", "WEBP"):
+        options["xmp"] = OUTPUT_MARK
+    elif fmt == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", OUTPUT_MARK.decode())
+    elif fmt == "TIFF":  # Pillow writes a TIFF's tags from its EXIF: the mark goes in among them
+        tags = Image.Exif()
+        if "exif" in options:
+            tags.load(options["exif"])
+        tags[_XMP_TAG] = OUTPUT_MARK
+        options["exif"] = tags
 
 
 QUANTISE_ROWS = 256  # rows quantised at a time: a band's float temporaries are small, whatever the image
@@ -358,5 +493,4 @@ def _reason(exc: BaseException) -> str:
         return "cannot identify image file"  # Pillow's own message repeats the path
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc)

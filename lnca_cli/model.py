@@ -1,6 +1,7 @@
-"""The LNCA model in one file: config, autoencoder, NAFCA update rule, pixel-space NCA.
+"""The LNCA model in one file: config, autoencoder, NAFCA update rule, pixel-space NCA, and the
+few facts about the model that the restore engine needs (LNCA's `halo`, `multiple_of`, ...).
 
-Pure PyTorch, no I/O. See ../shared/PAPER.md (Menta et al., 2024) for the method:
+Pure PyTorch, no I/O. docs/METHOD.md describes the method (Menta et al., 2024):
 
     degraded image --encoder--> latent (H/4 x W/4 x C) --NCA, T steps--> restored latent --decoder--> image
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,8 @@ from torch import nn
 
 
 PERCEPTIONS = ("gate", "depthwise")
+MAX_STEPS = 10_000  # NCA steps of a restore, at most
+MAX_WIDTH = 1024  # channels of any layer, at most: the shipped models use 16 to 128
 
 
 @dataclass(frozen=True)
@@ -35,15 +39,22 @@ class LNCAConfig:
     perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
 
     def __post_init__(self) -> None:
+        if self.image_channels != 3:
+            raise ValueError(f"image_channels must be 3 (grayscale images go through as RGB), got "
+                             f"{self.image_channels}")
         if self.downsample != 4:
             raise ValueError(f"downsample must be 4 (two stride-2 stages), got {self.downsample}")
-        if not 0.0 < self.update_rate <= 1.0:
+        if not 0.0 < self.update_rate <= 1.0:  # (also false for NaN)
             raise ValueError(f"update_rate must be in (0, 1], got {self.update_rate}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.perception not in PERCEPTIONS:
             raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {self.perception!r}")
-        for field in ("image_channels", "ae_channels", "latent_channels", "hidden_channels", "embed_dim", "steps"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        for field in ("ae_channels", "latent_channels", "hidden_channels", "embed_dim"):
+            if not 1 <= getattr(self, field) <= MAX_WIDTH:
+                raise ValueError(f"{field} must be between 1 and {MAX_WIDTH}, got {getattr(self, field)}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
     @property
     def cell_channels(self) -> int:
@@ -227,9 +238,9 @@ def update_mask(
     return ((h.float() / 2**31) < rate).float()[..., None]
 
 
-#: Cells updated together: a band of rows this large keeps one step's working set (about 4 kB a
-#: cell) in the CPU's cache instead of streaming every intermediate through memory: 2-3x faster
-#: than whole-grid steps on a CPU (docs/BENCHMARKS.md), and no slower on a GPU.
+#: Cells updated together on a CPU: a band of rows this large keeps one step's working set (about
+#: 4 kB a cell) in the CPU's cache instead of streaming every intermediate through memory (what it
+#: buys: docs/BENCHMARKS.md). A GPU takes the whole grid at once.
 BAND_CELLS = 4096
 
 
@@ -259,9 +270,9 @@ class NCA(nn.Module):
 
     def step(self, cells: torch.Tensor, step: int = 0, origin: tuple[int, int] = (0, 0),
              seeds: torch.Tensor | None = None) -> torch.Tensor:
-        """One update of every cell, a band of rows at a time (see BAND_CELLS)."""
+        """One update of every cell, a band of rows at a time on a CPU (see BAND_CELLS)."""
         n, h, w, _ = cells.shape
-        rows = max(1, BAND_CELLS // (n * w))
+        rows = max(1, BAND_CELLS // (n * w)) if cells.device.type == "cpu" else h
         bands = [self._step_band(cells, start, min(start + rows, h), step, origin, seeds) for start in range(0, h, rows)]
         return bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)
 
@@ -277,9 +288,12 @@ class NCA(nn.Module):
         return torch.cat([band[..., : self.in_channels], band[..., self.in_channels:] + update], dim=-1)
 
     def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-            seeds: torch.Tensor | None = None) -> torch.Tensor:
+            seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """`steps` updates; on_step() after each (progress for a long restore)."""
         for t in range(steps):
             cells = self.step(cells, t, origin, seeds)
+            if on_step:
+                on_step()
         return cells
 
     def output(self, cells: torch.Tensor) -> torch.Tensor:
@@ -291,7 +305,14 @@ class NCA(nn.Module):
 
 
 class LNCA(nn.Module):
-    """Latent NCA: encoder -> NCA on the latent grid -> decoder (with the degraded input's skip)."""
+    """Latent NCA: encoder -> NCA on the latent grid -> decoder (with the degraded input's skip).
+
+    What the engine asks of an architecture is its face: `arch`, `multiple_of`, `halo(steps)`,
+    `bytes_per_cell()`, `supports_half` and `restore_padded`; nothing else of the model's insides.
+    """
+
+    arch = "lnca"  # the weights files' name for this architecture (hub.ARCH_KEY)
+    supports_half = True  # fp16 and bf16 autocast keep its quality (docs/BENCHMARKS.md)
 
     def __init__(self, config: LNCAConfig = LNCAConfig()):
         super().__init__()
@@ -302,11 +323,34 @@ class LNCA(nn.Module):
         self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate,
                        c.perception)
 
+    # -- the face the engine sees
+
+    @property
+    def multiple_of(self) -> int:
+        """Pixels per side of one grid cell: restore_padded takes sides that are multiples of it, and
+        the engine plans tiles in these cells."""
+        return self.config.downsample
+
+    def halo(self, steps: int) -> int:
+        """Grid cells a tile must extend past its core for the core to match an untiled run.
+
+        Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
+        skip) two more; one spare cell for safety.
+        """
+        return steps + 4
+
+    def bytes_per_cell(self) -> int:
+        """Rough peak working memory per grid cell of one tile, float32 (whole-grid NCA steps, as
+        on a GPU; the CPU's banded steps need less)."""
+        c = self.config
+        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels)
+
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-                       seeds: torch.Tensor | None = None) -> torch.Tensor:
-        """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global position."""
+                       seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global
+        position; on_step() is called after each NCA step."""
         z, skip = self.encoder(_channels_last(x))
-        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds)
+        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds, on_step)
         return self.decoder(self.nca.output(cells), skip)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
@@ -314,7 +358,6 @@ class LNCA(nn.Module):
         height, width = x.shape[-2:]
         out = self.restore_padded(pad_to_multiple(x, self.config.downsample), steps or self.config.steps)
         return out[..., :height, :width]
-
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""
@@ -342,13 +385,8 @@ class PixelNCA(nn.Module):
         return self.nca.output(cells).clamp(0, 1).contiguous()
 
 
-def halo_cells(steps: int) -> int:
-    """Latent cells a tile must extend past its core for the core to match an untiled run.
-
-    Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
-    skip) two more; one spare cell for safety.
-    """
-    return steps + 4
+#: The architectures a weights file may name (its metadata's hub.ARCH_KEY), each with its config.
+ARCHITECTURES = {LNCA.arch: (LNCA, LNCAConfig)}
 
 
 def count_parameters(module: nn.Module) -> int:

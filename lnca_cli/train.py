@@ -20,55 +20,17 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from lnca_cli import degrade
-from lnca_cli.hub import TASKS, load_weights, save_weights
+from lnca_cli.hub import load_weights, save_weights
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig
-
-
-def _ones_mask(x: torch.Tensor) -> torch.Tensor:
-    return x.new_ones((x.shape[0], 1, *x.shape[-2:]))
+from lnca_cli.recipe import PIXEL_LOSSES, TrainConfig
+from lnca_cli.tasks import get_task
 
 
 def degrade_for_task(task: str, clean: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A blind degradation for a task: (degraded, mask of corrupted pixels)."""
-    if task == "denoise":
-        return degrade.random_noise(clean, gen), _ones_mask(clean)
-    if task == "deblur":
-        return degrade.random_blur(clean, gen), _ones_mask(clean)
-    if task == "denoise-masked":
-        return degrade.random_masked_noise(clean, gen)
-    raise ValueError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
-
-
-@dataclass
-class TrainConfig:
-    task: str = "denoise"
-    preset: str = "wide-dw"
-    crop: int = 64
-    batch: int = 16
-    ae_iterations: int = 2000
-    nca_iterations: int = 2000
-    lr: float = 1e-2  # phase 1 (the paper's, both phases)
-    nca_lr: float = 1e-2  # phase 2
-    e2e_iterations: int = 0  # phase 3: end to end
-    e2e_lr: float = 1e-3
-    loss: str = "mse"  # phase 3's pixel loss: mse, l1 or charbonnier
-    min_steps: int = 8
-    max_steps: int = 32
-    pool_size: int = 1024
-    val_every: int = 200
-    val_fraction: float = 0.05
-    val_crop: int = 128
-    seed: int = 0
-
-    @classmethod
-    def paper(cls, task: str, num_images: int) -> "TrainConfig":
-        """The paper's configuration: 32x32 crops, batch 8, 10 + 10 epochs of one crop per image."""
-        epoch = math.ceil(num_images / 8)
-        return cls(task=task, preset="paper", crop=32, batch=8, ae_iterations=10 * epoch,
-                   nca_iterations=10 * epoch, val_every=epoch)
+    """A blind degradation for a task (tasks.py): (degraded, mask of corrupted pixels)."""
+    return get_task(task).degrade_for_training(clean, gen)
 
 
 # ---------------------------------------------------------------- data
@@ -209,9 +171,6 @@ class Pool:
 
 
 # ---------------------------------------------------------------- phase 3: end to end
-
-PIXEL_LOSSES = ("mse", "l1", "charbonnier")
-
 
 def pixel_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Phase 3's loss on the restored image: MSE (what PSNR scores), L1, or Charbonnier (a smooth L1)."""

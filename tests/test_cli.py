@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 import lnca_cli
-import lnca_cli.engine as engine
+import lnca_cli.devices as devices
 from conftest import lnca, random_model, write_photo
 from lnca_cli.hub import save_weights
 from lnca_cli.images import read_image
+from lnca_cli.model import LNCA
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -210,13 +211,14 @@ def test_rerun_on_folder_does_not_restore_earlier_outputs(folder, tiny_weights):
 
 
 def test_existing_output_is_skipped(photo, tiny_weights):
+    assert lnca("denoise", photo, "-m", tiny_weights).exit_code == 0
     output = photo.with_name("a_denoise.jpg")
-    output.write_bytes(b"an earlier result")
+    earlier = output.read_bytes()
     os.utime(output, (1_000_000, 1_000_000))
     result = lnca("denoise", photo, "-m", tiny_weights)
     assert result.exit_code == 0, result.stderr
     assert "skipped" in result.stderr and "--overwrite" in result.stderr
-    assert output.read_bytes() == b"an earlier result"
+    assert output.read_bytes() == earlier
     assert output.stat().st_mtime == 1_000_000
 
 
@@ -232,10 +234,12 @@ def test_second_run_skips_and_json_says_so(photo, tiny_weights):
 
 
 def test_overwrite_replaces_existing_output(photo, tiny_weights):
+    assert lnca("denoise", photo, "-m", tiny_weights, "--steps", "1").exit_code == 0
     output = photo.with_name("a_denoise.jpg")
-    output.write_bytes(b"an earlier result")
+    earlier = output.read_bytes()
     result = lnca("denoise", photo, "-m", tiny_weights, "--overwrite")
     assert result.exit_code == 0, result.stderr
+    assert output.read_bytes() != earlier
     assert output.read_bytes()[:3] == JPEG_MAGIC
     with Image.open(output) as image:
         assert image.size == (24, 20)
@@ -336,7 +340,7 @@ def test_missing_input_file(tmp_path, tiny_weights):
     result = lnca("denoise", missing, "-m", tiny_weights)
     assert result.exit_code == 1
     naming = [line for line in result.stderr.splitlines() if "missing.jpg" in line]
-    assert len(naming) == 1 and "No such file" in naming[0]
+    assert len(naming) == 1 and "no such file or folder" in naming[0]
     assert "Traceback" not in result.stderr
     assert files_in(tmp_path) == {"tiny.safetensors"}
 
@@ -366,7 +370,7 @@ def test_missing_input_file(tmp_path, tiny_weights):
 def test_bad_settings_exit_2_before_any_output(photo, tiny_weights, tmp_path, args):
     if args == ["--device", "cuda"] and __import__("torch").cuda.is_available():
         pytest.skip("a CUDA GPU is available here")
-    if ("--half" in args or "fp16" in args) and engine.resolve_device("auto").type != "cpu":
+    if ("--half" in args or "fp16" in args) and devices.resolve_device("auto").type != "cpu":
         pytest.skip("--half is valid on this machine's GPU")
     model = [] if args[0] == "-m" else ["-m", tiny_weights]
     before = files_in(tmp_path)
@@ -430,7 +434,7 @@ def test_info_mentions_the_device():
     result = lnca("info")
     assert result.exit_code == 0, result.stderr
     assert "device:" in result.stdout
-    assert str(engine.resolve_device("auto")) in result.stdout
+    assert str(devices.resolve_device("auto")) in result.stdout
 
 
 def test_help_lists_the_commands():
@@ -538,7 +542,7 @@ def test_tiling_comparison_would_see_a_short_halo(tmp_path, sharp_weights, monke
     write_photo(tmp_path / "big.png", size=(100, 80))
     assert lnca("denoise", tmp_path / "big.png", "-m", sharp_weights, "--tile", 0, "-o", tmp_path / "t0.png",
                 "-q").exit_code == 0
-    monkeypatch.setattr(engine, "halo_cells", lambda steps: 1)
+    monkeypatch.setattr(LNCA, "halo", lambda self, steps: 1)
     assert lnca("denoise", tmp_path / "big.png", "-m", sharp_weights, "--tile", 64, "-o", tmp_path / "t64.png",
                 "-q").exit_code == 0
     assert np.abs(pixels(tmp_path / "t0.png") - pixels(tmp_path / "t64.png")).max() > 1
@@ -566,5 +570,20 @@ def test_version_help_and_models_list_do_not_import_torch():
 
 def test_info_says_what_auto_precision_and_threads_mean_here():
     result = lnca("info")
-    assert f"precision: auto is {engine.resolve_precision(engine.resolve_device('auto'))}" in result.stdout
+    assert f"precision: auto is {devices.resolve_precision(devices.resolve_device('auto'))}" in result.stdout
     assert "threads:" in result.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_an_image_is_never_written_to_a_terminal(photo, tiny_weights):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lnca_cli", "denoise", str(photo), "-o", "-", "-m", tiny_weights],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2
+    assert b"refusing to write an image to the terminal" in proc.stderr

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+import lnca_cli.devices as devices
 import lnca_cli.engine as engine
 from conftest import TINY, random_model
-from lnca_cli.engine import DeviceError, resolve_device, restore, restore_tensor
+from lnca_cli.devices import DeviceError, resolve_device
+from lnca_cli.engine import restore, restore_tensor
 from lnca_cli.hub import load_weights
-from lnca_cli.model import PRESETS, LNCAConfig
+from lnca_cli.model import LNCA, PRESETS, LNCAConfig
 from lnca_cli.tiling import plan_tiles
 
 EIGHT_BIT = 1 / 255
@@ -37,7 +39,7 @@ def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config):
     model = random_model(config, sharp=True)
     image = torch.rand(3, 157, 203)
     whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
-    monkeypatch.setattr(engine, "halo_cells", lambda steps: steps - 1)
+    monkeypatch.setattr(LNCA, "halo", lambda self, steps: steps - 1)
     tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) > EIGHT_BIT
 
@@ -113,23 +115,23 @@ def test_device_resolution():
 
 def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
-    assert engine.resolve_precision(cpu, "auto") == "bf16"
-    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
-    assert engine.resolve_precision(cpu, "auto") == "fp32"
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    assert devices.resolve_precision(cpu, "auto") == "bf16"
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    assert devices.resolve_precision(cpu, "auto") == "fp32"
     with pytest.raises(DeviceError, match="no bf16"):
-        engine.resolve_precision(cpu, "bf16")
+        devices.resolve_precision(cpu, "bf16")
 
 
-@pytest.mark.skipif(not engine.cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+@pytest.mark.skipif(not devices.cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
 def test_bf16_restores_within_a_few_levels_of_fp32_and_tiles_exactly():
     model, _ = load_weights(Path(__file__).parent.parent / "weights" / "denoise.safetensors")
     image = torch.rand(3, 96, 80, generator=torch.Generator().manual_seed(0))
-    fp32 = restore_tensor(image, model, device="cpu", tile=0, precision="fp32")
-    bf16 = restore_tensor(image, model, device="cpu", tile=0, precision="bf16")
+    fp32 = restore_tensor(image, model, steps=8, device="cpu", tile=0, precision="fp32")
+    bf16 = restore_tensor(image, model, steps=8, device="cpu", tile=0, precision="bf16")
     difference = (fp32 - bf16).abs() * 255
     assert 0 < float(difference.max()) <= 3 and float(difference.mean()) <= 0.5
-    tiled = restore_tensor(image, model, device="cpu", tile=48, precision="bf16")
+    tiled = restore_tensor(image, model, steps=8, device="cpu", tile=48, precision="bf16")  # the halo: 48 px
     assert float((tiled - bf16).abs().max()) <= 1 / 255
 
 
@@ -143,19 +145,19 @@ def test_large_image_is_restored_through_tiles_with_bounded_memory():
     model = random_model()
     calls = []
     out = restore_tensor(torch.rand(3, 2048, 2048), model, device="cpu", tile=256,
-                         on_tile=lambda done, total: calls.append(total))
-    assert out.shape == (3, 2048, 2048) and calls[-1] == 64
+                         on_progress=lambda done, total: calls.append((done, total)))
+    assert out.shape == (3, 2048, 2048) and calls[-1] == (64 * TINY.steps, 64 * TINY.steps)
 
 
 def test_threads_default_to_free_cores_and_never_exceed_the_usable_cpus(monkeypatch):
     saved = torch.get_num_threads()
     try:
-        assert 1 <= engine.set_threads() <= engine.usable_cpus()
-        assert engine.set_threads(10_000) == engine.usable_cpus() == torch.get_num_threads()
-        monkeypatch.setattr(engine.os, "getloadavg", lambda: (50.0, 0.0, 0.0))  # a very busy machine
-        assert engine.default_threads() == 1
+        assert 1 <= devices.set_threads() <= devices.usable_cpus()
+        assert devices.set_threads(10_000) == devices.usable_cpus() == torch.get_num_threads()
+        monkeypatch.setattr(devices.os, "getloadavg", lambda: (50.0, 0.0, 0.0))  # a very busy machine
+        assert devices.default_threads() == 1
         with pytest.raises(ValueError, match="at least 1"):
-            engine.set_threads(0)
+            devices.set_threads(0)
     finally:
         torch.set_num_threads(saved)
 
@@ -172,3 +174,24 @@ def test_a_tiny_image_is_restored_on_one_thread_and_the_setting_comes_back(monke
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_library_calls_refuse_a_tile_smaller_than_the_halo_too():
+    model = random_model()  # 4 steps: a halo of 8 cells, 32 px
+    with pytest.raises(ValueError, match="smaller than the halo"):
+        restore_tensor(torch.rand(3, 64, 64), model, device="cpu", tile=16)
+
+
+def test_a_model_without_half_support_runs_in_fp32(monkeypatch):
+    model = random_model()
+    monkeypatch.setattr(model, "supports_half", False)
+    assert devices.resolve_precision(torch.device("cpu"), "auto", model.supports_half) == "fp32"
+    with pytest.raises(DeviceError, match="fp32 only"):
+        restore_tensor(torch.rand(3, 8, 8), model, device="cpu", precision="bf16")
+
+
+def test_progress_counts_nca_steps_so_a_one_tile_image_moves_too():
+    calls = []
+    restore_tensor(torch.rand(3, 40, 40), random_model(), steps=5, device="cpu", tile=0,
+                   on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(1, 6)]

@@ -10,7 +10,8 @@ from rich.console import Console
 from conftest import random_model, write_photo
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.engine import restore_tensor
-from lnca_cli.evaluate import GAP, METRICS, EvalReport, ImageScore, evaluate, format_table, score_image, side_by_side
+from lnca_cli.evaluate import (GAP, LABEL_HEIGHT, METRICS, EvalReport, ImageScore, evaluate, format_table,
+                               label_strip, score_image, side_by_side)
 from lnca_cli.hub import load_model
 from lnca_cli.images import read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
@@ -81,11 +82,19 @@ def test_scores_the_8_bit_images_and_feeds_the_model_unclipped_noise(photos):
 def test_save_writes_the_three_panels_per_image(photos, tmp_path):
     evaluate(random_model(), photos, "motion:5:30", save=tmp_path / "out" / "panels")
     saved = sorted((tmp_path / "out" / "panels").iterdir())
-    assert [p.name for p in saved] == ["a.png.png", "b.png.png", "c.bmp.png"]
+    assert [p.name for p in saved] == ["a.png", "b.png", "c.png"]
     for path, ((width, height), mode) in zip(saved, SIZES.values()):
         with Image.open(path) as image:
-            assert image.size == (3 * width + 2 * GAP, height)
+            assert image.size == (3 * width + 2 * GAP, height + LABEL_HEIGHT)
             assert image.mode == mode
+
+
+def test_each_panel_is_labelled():
+    strip = label_strip(["degraded 20.00 dB", "restored", "clean"], [120, 120, 120], 3)
+    assert strip.shape == (3, LABEL_HEIGHT, 360 + 2 * GAP)
+    for start in (0, 120 + GAP, 240 + 2 * GAP):  # dark text at the start of every panel, white after the gaps
+        assert float(strip[:, :, start:start + 30].min()) < 0.5
+    assert float(strip[:, :, 125 + 2 * GAP + 60:240 + 2 * GAP].min()) == 1.0
 
 
 def test_side_by_side_puts_clipped_panels_between_white_gaps():
@@ -111,14 +120,17 @@ def test_to_dict_is_json_with_the_protocol(photos, tiny_weights):
 
 
 def test_format_table_has_a_row_per_image_and_a_mean_row():
-    scores = [ImageScore("x.png", 20.0, 0.5, 30.0, 0.9, 1.0), ImageScore("y.png", 22.0, 0.7, 32.0, 0.8, 3.0)]
+    scores = [ImageScore("x.png", 20.0, 0.5, 30.0, 0.9, -2.0, 0.5, 1.0, 1.0),
+              ImageScore("y.png", 22.0, 0.7, 32.0, 0.8, -1.0, 0.0, 2.0, 3.0)]
     table = format_table(EvalReport("gaussian:25", "denoise", 64, scores))
-    assert [c.header for c in table.columns] == ["image", "input PSNR", "input SSIM", "PSNR", "SSIM", "seconds"]
+    assert [c.header for c in table.columns] == ["image", "input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B",
+                                                 "seconds"]
     assert table.row_count == 3 and table.rows[-1].style == "bold"
     console = Console(record=True, width=120)
     console.print(table)
     mean_line = next(line for line in console.export_text().splitlines() if "mean" in line)
-    assert [cell.strip() for cell in mean_line.split("│")[1:-1]] == ["mean", "21.00", "0.6000", "31.00", "0.8500", "2.00"]
+    assert [cell.strip() for cell in mean_line.split("│")[1:-1]] == ["mean", "21.00", "0.6000", "31.00", "0.8500",
+                                                                     "-1.5/+0.2/+1.5", "2.00"]
 
 
 def test_a_folder_without_images_is_an_error(tmp_path):
@@ -173,3 +185,11 @@ def test_oracle_scores_the_autoencoder_ceiling(tmp_path):
     degraded = parse_degradation("gaussian:25")(clean[None], torch.Generator().manual_seed(1))[0]
     expected = score_image("1.png", clean, degraded, oracle_tensor(clean, degraded, model), 0.0)
     assert report.images[1].psnr == pytest.approx(expected.psnr)
+
+
+def test_the_colour_bias_is_the_mean_signed_error_per_channel_in_levels():
+    clean = torch.full((3, 8, 8), 100 / 255)
+    restored = clean.clone()
+    restored[0] -= 3 / 255  # 3 levels too dark in red
+    score = score_image("x.png", clean, clean, restored, 0.0)
+    assert (score.bias_r, score.bias_g, score.bias_b) == pytest.approx((-3, 0, 0), abs=1e-3)

@@ -389,3 +389,14 @@ def test_register_refuses_weights_of_another_task_and_new_names_without_a_task(m
     assert result.exit_code == 0, result.stderr
     assert json.loads((weights_dir / "models.json").read_text())["models"]["deblur-v2"]["filename"] == path.name
     assert before != (weights_dir / "models.json").read_text()
+
+
+def test_models_info_takes_a_weights_file_and_shows_its_record(tiny_weights):
+    from conftest import lnca
+
+    result = lnca("models", "info", tiny_weights)
+    assert result.exit_code == 0, result.stderr
+    assert "arch:" in result.stdout and '"latent_channels": 8' in result.stdout
+    assert "task:" in result.stdout and "untrained" in result.stdout
+    missing = lnca("models", "info", "nowhere.safetensors")
+    assert missing.exit_code == 1 and "nowhere.safetensors" in missing.stderr

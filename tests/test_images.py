@@ -307,3 +307,15 @@ def test_every_mode_writes_to_every_format(tmp_path, kind, out_format):
     again, again_meta = read_image(encode_image(pixels, meta, format=out_format))
     assert again.shape[1:] == (H, W)
     assert again_meta.format == out_format
+
+
+@pytest.mark.parametrize("source_quality, written", [(80, 95), (98, 98)])
+def test_a_jpeg_is_written_at_95_or_at_its_own_quality_when_higher(tmp_path, source_quality, written):
+    pixels = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in.jpg", quality=source_quality)
+    restored, meta = images.read_image(tmp_path / "in.jpg")
+    assert meta.jpeg_quality == source_quality
+    images.write_image(tmp_path / "out.jpg", restored, meta)
+    assert images.read_image(tmp_path / "out.jpg")[1].jpeg_quality == written
+    images.write_image(tmp_path / "asked.jpg", restored, meta, quality=70)  # --quality wins
+    assert images.read_image(tmp_path / "asked.jpg")[1].jpeg_quality == 70

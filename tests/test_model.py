@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY, random_model
-from lnca_cli.hub import WeightsError, load_weights, save_weights
+from lnca_cli.hub import WeightsError, load_weights, read_metadata, save_weights
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig, PixelNCA, count_parameters, pad_to_multiple, update_mask
 
 
@@ -141,6 +141,24 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a temporary file's 0600
+
+
+def test_weights_files_name_their_architecture_and_an_unknown_one_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_weights(random_model(), path, {"task": "denoise"})
+    assert read_metadata(path)["lnca_arch"] == "lnca"
+    state = {k: v.contiguous() for k, v in random_model().state_dict().items()}
+    save_file(state, str(path), metadata={"lnca_config": json.dumps(TINY.to_dict())})  # as the first files were
+    assert load_weights(path)[0].arch == "lnca"
+    save_file(state, str(path), metadata={"lnca_config": json.dumps(TINY.to_dict()), "lnca_arch": "vitca"})
+    with pytest.raises(WeightsError, match="architecture 'vitca' is unknown"):
+        load_weights(path)
+
+
+def test_the_engine_sees_the_model_through_its_face():
+    model = LNCA(TINY)
+    assert model.multiple_of == 4 and model.halo(10) == 14 and model.supports_half
+    assert model.bytes_per_cell() > 4 * TINY.cell_channels
 
 
 def test_weights_config_mismatch_names_what_differs(tmp_path):

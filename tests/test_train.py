@@ -7,8 +7,10 @@ from typer.testing import CliRunner
 
 from conftest import write_photo
 from lnca_cli.cli import app
+from lnca_cli.errors import SettingsError
 from lnca_cli.hub import load_weights
-from lnca_cli.train import (TrainConfig, Trainer, cosine_lr, degrade_for_task, fewest_good_steps, normalize_gradients,
+from lnca_cli.recipe import TrainConfig
+from lnca_cli.train import (Trainer, cosine_lr, degrade_for_task, fewest_good_steps, normalize_gradients,
                             pixel_loss, random_crops, split_photos)
 
 TINY_RUN = dict(preset="paper", crop=16, batch=2, ae_iterations=3, nca_iterations=3, pool_size=6, val_every=2,
@@ -51,7 +53,7 @@ def test_each_task_degrades(task):
     degraded, mask = degrade_for_task(task, clean, torch.Generator().manual_seed(0))
     assert degraded.shape == clean.shape and mask.shape == (2, 1, 16, 16)
     assert not torch.equal(degraded, clean)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(SettingsError, match="unknown task"):
         degrade_for_task("sharpen", clean, torch.Generator())
 
 

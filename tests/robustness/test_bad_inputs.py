@@ -132,16 +132,19 @@ def _frames(path, fmt: str, colours) -> None:
     frames[0].save(path, fmt, save_all=True, append_images=frames[1:])
 
 
-def test_animated_gif_needs_an_output_format_and_then_gives_its_first_frame(tmp_path, tiny_weights):
+def test_animated_gif_gives_its_first_frame_as_png(tmp_path, tiny_weights):
+    """lnca cannot write GIF: a GIF's output is PNG unless --ext says otherwise; -o x.gif is refused."""
     _frames(tmp_path / "anim.gif", "GIF", [(255, 0, 0), (0, 0, 255), (0, 255, 0)])
     result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights)
-    assert result.exit_code == 1
-    (line,) = failure_lines(result.stderr, "anim_denoise.gif")
-    assert "cannot write .gif" in line and "--ext" in line
-    result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "--ext", "png")
     assert result.exit_code == 0, result.stderr
     with Image.open(tmp_path / "anim_denoise.png") as image:
         assert image.size == (24, 20) and getattr(image, "n_frames", 1) == 1
+    assert lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "--ext", "webp").exit_code == 0
+    assert (tmp_path / "anim_denoise.webp").is_file()
+    result = lnca("denoise", tmp_path / "anim.gif", "-m", tiny_weights, "-o", tmp_path / "out.gif")
+    assert result.exit_code == 1
+    (line,) = failure_lines(result.stderr, "out.gif")
+    assert "cannot write .gif" in line and "--ext" in line
     piped = CliRunner().invoke(app, ["denoise", "-", "-m", tiny_weights], input=(tmp_path / "anim.gif").read_bytes())
     assert piped.exit_code == 0 and piped.stdout_bytes.startswith(b"\x89PNG")  # to stdout: PNG
 
@@ -247,3 +250,109 @@ def test_file_names_that_are_not_utf8(tmp_path, tiny_weights):
     records = {os.path.basename(os.fsencode(r["input"])): r for r in map(json.loads, result.stdout.splitlines())}
     assert records[b"caf\xe9.png"]["status"] == "done"
     assert records[b"d\xe9j\xe0 vu.jpg"]["status"] == "failed" and "vu.jpg" in records[b"d\xe9j\xe0 vu.jpg"]["error"]
+
+
+def test_a_name_near_the_length_limit_still_gets_its_output(tmp_path, tiny_weights):
+    """A 236-byte name gives a legal 244-byte output name; its temporary name must stay within 255 too."""
+    name = "p" * 232 + ".png"
+    write_photo(tmp_path / name)
+    result = lnca("denoise", tmp_path / name, "-m", tiny_weights)
+    assert result.exit_code == 0, result.stderr
+    assert_complete_images([tmp_path / ("p" * 232 + "_denoise.png")])
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file locks")
+def test_stale_temporary_files_of_killed_runs_are_removed_but_not_live_ones(tmp_path, tiny_weights):
+    import fcntl
+
+    write_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a_denoise.png.k1ll3d_x.lnca.tmp"  # a run killed while writing left it
+    live = out / ".b_denoise.png.wr1t1ng_.lnca.tmp"  # another lnca is writing it now: it holds the lock
+    others = [out / ".notes.tmp", out / "a.lnca.tmp"]  # not lnca's pattern
+    for path in (stale, live, *others):
+        path.write_bytes(b"part of an image")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = lnca("denoise", tmp_path / "a.png", "-m", tiny_weights, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists()
+    assert live.exists() and all(path.exists() for path in others)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_named_like_an_image_neither_hangs_nor_is_read(tmp_path, tiny_weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_photo(photos / "a.png")
+    os.mkfifo(photos / "x.png")
+    proc = run_lnca("denoise", photos / "x.png", photos / "a.png", "-m", tiny_weights, "-o", tmp_path / "out",
+                    timeout=60)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    (line,) = failure_lines(stderr, "x.png")
+    assert "not a regular file" in line
+    assert os.listdir(tmp_path / "out") == ["a_denoise.png"]
+    in_folder = run_lnca("denoise", photos, "-r", "-m", tiny_weights, "-o", tmp_path / "out2", timeout=60)
+    assert in_folder.returncode == 0, in_folder.stderr
+    assert os.listdir(tmp_path / "out2") == ["a_denoise.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="newlines in file names")
+def test_names_with_newlines_and_control_characters_are_shown_escaped(tmp_path, tiny_weights):
+    photos = _batch(tmp_path, "bad\nname\x1b[31m.png", b"not a png")
+    write_photo(photos / "good\nname.png")
+    result = lnca("denoise", photos, "-m", tiny_weights, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    (line,) = failure_lines(result.stderr, "bad\\nname\\x1b[31m.png")
+    assert line.endswith("bad\\nname\\x1b[31m.png: not a readable image (cannot identify image file)")
+    assert "good\\nname.png -> " in result.stderr and "\x1b" not in result.stderr
+    as_json = lnca("denoise", photos, "-m", tiny_weights, "-o", tmp_path / "out", "--json")
+    records = {r["input"]: r for r in map(json.loads, as_json.stdout.splitlines())}
+    assert "bad\\nname\\x1b[31m.png: not a readable image" in records[str(photos / "bad\nname\x1b[31m.png")]["error"]
+
+
+def test_a_path_that_does_not_exist_says_so_once(tmp_path, tiny_weights):
+    write_photo(tmp_path / "a.png")
+    result = lnca("denoise", tmp_path / "holidays", tmp_path / "a.png", "-m", tiny_weights)
+    assert result.exit_code == 1
+    (line,) = failure_lines(result.stderr, "holidays")
+    assert line.split(None, 1)[1] == f"{tmp_path / 'holidays'}: no such file or folder"
+    assert (tmp_path / "a_denoise.png").is_file()
+
+
+def test_a_write_failure_names_the_input_once_and_the_output_once(tmp_path, tiny_weights):
+    photos = _batch(tmp_path, "b.png", _image_bytes("PNG"))
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    result = lnca("denoise", photos / "b.png", "-m", tiny_weights, "-o", tmp_path / "taken" / "out")
+    (line,) = failure_lines(result.stderr, "cannot create the output folder")
+    assert line.split(None, 1)[1].startswith(f"{photos / 'b.png'}: {tmp_path / 'taken' / 'out'}: cannot create")
+    assert line.count(str(photos / "b.png")) == 1
+
+
+def test_the_allocators_own_words_become_one_plain_line(tmp_path, tiny_weights, monkeypatch):
+    restore_tensor = api.restore_tensor
+
+    def allocation_fails_on_huge(pixels, *args, **kwargs):
+        if pixels.shape[-1] == 64:  # what torch's CPU allocator raises when the memory is not there
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                               "you tried to allocate 92160000000 bytes.")
+        return restore_tensor(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(api, "restore_tensor", allocation_fails_on_huge)
+    photos = _batch(tmp_path, "huge.png", _image_bytes("PNG", (64, 64)))
+    result = lnca("denoise", photos, "-m", tiny_weights, "-o", tmp_path / "out")
+    _assert_batch_went_on(result, tmp_path / "out", "huge.png", "not enough memory to restore this image")
+    assert "enforce fail" not in result.stderr and "alloc_cpu" not in result.stderr
+
+
+def test_gifs_in_a_folder_are_restored_as_png(tmp_path, tiny_weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_photo(photos / "a.png")
+    Image.new("RGB", (24, 20), (200, 30, 30)).save(photos / "g.gif")
+    result = lnca("denoise", photos, "-m", tiny_weights, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a_denoise.png", "g_denoise.png"]

@@ -46,6 +46,8 @@ def _assert_refused_before_work(result, tmp_path, *says: str) -> None:
     (["--device", "cuda:x"], "unknown device"),
     (["--device", "tpu"], "unknown device"),
     (["--max-pixels", "-1"], "--max-pixels"),
+    (["--seed", str(2**64)], "--seed must be between"),
+    (["--seed", str(-(2**63) - 1)], "--seed must be between"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_absurd_settings(photos, tmp_path, tiny_weights, args, says):
     result = lnca("denoise", photos, "-m", tiny_weights, "-o", tmp_path / "out", *args)
@@ -59,6 +61,18 @@ def _tiny_state() -> dict:
 def _write(path, state: dict, config: dict | None) -> str:
     save_file(state, str(path), metadata=None if config is None else {CONFIG_KEY: json.dumps(config)})
     return str(path)
+
+
+def _write_config_text(path, state: dict, text: str) -> str:
+    """A config written as it is, JSON that json.dumps would not make (1e400, deep nesting)."""
+    save_file(state, str(path), metadata={CONFIG_KEY: text})
+    return str(path)
+
+
+def _with_tensor(change) -> dict:
+    state = _tiny_state()
+    state["encoder.skip.0.weight"] = change(state["encoder.skip.0.weight"])
+    return state
 
 
 def _write_bytes(path, data: bytes) -> str:
@@ -82,6 +96,28 @@ WEIGHTS = {
     "a wider architecture's config": (
         lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "latent_channels": 16}),
         "weights do not match the model config"),
+    "dropout 5": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "dropout": 5}), "dropout must be in [0, 1)"),
+    "steps 1e400": (lambda p: _write_config_text(p, _tiny_state(), json.dumps(TINY.to_dict()).replace(
+        '"steps": 4', '"steps": 1e400')), "bad model config"),
+    "steps 1e9": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "steps": 10**9}),
+                  "steps must be between 1 and 10000"),
+    "channels for 160 GB": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "embed_dim": 10**7}),
+                            "embed_dim must be between 1 and 1024"),
+    "a model larger than its file": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "embed_dim": 1024,
+                                                                        "hidden_channels": 1024}),
+                                     "it describes"),
+    "image_channels 1": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "image_channels": 1}),
+                         "image_channels must be 3"),
+    "image_channels 4": (lambda p: _write(p, _tiny_state(), {**TINY.to_dict(), "image_channels": 4}),
+                         "image_channels must be 3"),
+    "deeply nested JSON": (lambda p: _write_config_text(p, _tiny_state(), "[" * 100_000 + "]" * 100_000),
+                           "nested too deeply"),
+    "NaN weights": (lambda p: _write(p, _with_tensor(lambda t: t.fill_(float("nan"))), TINY.to_dict()),
+                    "NaN or infinity"),
+    "Inf weights": (lambda p: _write(p, _with_tensor(lambda t: t.fill_(float("inf"))), TINY.to_dict()),
+                    "NaN or infinity"),
+    "integer weights": (lambda p: _write(p, _with_tensor(lambda t: t.round().to(torch.int32)), TINY.to_dict()),
+                        "torch.int32"),
 }
 
 
@@ -91,6 +127,7 @@ def test_corrupt_or_wrong_architecture_weights(photos, tmp_path, kind):
     weights = make(tmp_path / "model.safetensors")
     result = lnca("denoise", photos, "-m", weights, "-o", tmp_path / "out")
     _assert_refused_before_work(result, tmp_path, "model.safetensors", says)
+    assert "RecursionError" not in result.stderr and "OverflowError" not in result.stderr  # a plain line
 
 
 def test_wider_config_is_a_real_architecture():

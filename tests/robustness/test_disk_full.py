@@ -27,20 +27,22 @@ def _file_size_limit():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file-size limits")
-def test_file_too_large_to_write_fails_alone_and_leaves_no_temporary_file(tmp_path, tiny_weights):
+@pytest.mark.parametrize("ext", ["png", "tif"])  # libtiff writes TIFFs itself: its errors must keep their errno too
+def test_file_too_large_to_write_fails_alone_and_leaves_no_temporary_file(tmp_path, tiny_weights, ext):
     photos = tmp_path / "photos"
     photos.mkdir()
-    write_photo(photos / "a.png")
-    write_photo(photos / "m.png", size=(256, 256))  # noise: its PNG output is about 60 kB
-    write_photo(photos / "z.png", seed=1)
+    write_photo(photos / f"a.{ext}")
+    write_photo(photos / f"m.{ext}", size=(256, 256))  # noise: its output is about 60 kB (PNG), 200 kB (TIFF)
+    write_photo(photos / f"z.{ext}", seed=1)
     out = tmp_path / "out"
     proc = run_lnca("denoise", photos, "-o", out, "-m", tiny_weights, preexec_fn=_file_size_limit)
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
-    (line,) = failure_lines(stderr, "m_denoise.png")
+    (line,) = failure_lines(stderr, f"m_denoise.{ext}")
     assert "cannot write image (File too large)" in line
     assert "stopped" not in stderr  # the batch went on
-    assert sorted(os.listdir(out)) == ["a_denoise.png", "z_denoise.png"]
+    assert [line for line in stderr.splitlines() if "TIFF" in line] == []  # none of libtiff's own lines
+    assert sorted(os.listdir(out)) == [f"a_denoise.{ext}", f"z_denoise.{ext}"]
     assert_complete_images(out.iterdir())
     assert temp_files(tmp_path) == []
     assert_no_traceback(proc.stdout, proc.stderr)

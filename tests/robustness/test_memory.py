@@ -9,7 +9,7 @@ import lnca_cli.api as api
 from conftest import TINY, lnca, random_model, write_photo
 from lnca_cli.api import Job, RestoreSettings, restore_files
 from lnca_cli.engine import CPU_TILE
-from lnca_cli.model import LNCA, halo_cells
+from lnca_cli.model import LNCA
 
 MB = 1024 * 1024
 
@@ -61,7 +61,7 @@ def test_large_image_goes_through_tiles_within_the_budget(tmp_path, tiny_weights
     result = lnca("denoise", tmp_path / "large.png", "-m", tiny_weights, "--tile", tile, "-q")
     assert result.exit_code == 0, result.stderr
     core = CPU_TILE if tile == "auto" else int(tile)
-    budget = core + 2 * halo_cells(TINY.steps) * TINY.downsample
+    budget = core + 2 * LNCA(TINY).halo(TINY.steps) * TINY.downsample
     assert len(windows) > 1 and max(max(w) for w in windows) <= budget
     with Image.open(tmp_path / "large_denoise.png") as image:
         assert image.size == size
