@@ -21,13 +21,15 @@ CPU_TILE = 1024  # pixels: a window of about 1.6k x 1.6k at 64 steps, under 1 GB
 
 
 def auto_tile(model: LNCA, steps: int, device: torch.device) -> int:
-    """Tile side in pixels: from free GPU memory (a third of it), or a fixed size on the CPU/MPS."""
+    """Tile side in pixels: from free GPU memory (a third of it), or a fixed size on the CPU/MPS; never
+    less than the halo (at many steps a smaller core would be all halo)."""
+    halo_px = model.halo(steps) * model.multiple_of
     if device.type != "cuda":
-        return CPU_TILE
+        return max(CPU_TILE, halo_px)
     free, _ = torch.cuda.mem_get_info(device)
     window_cells = math.isqrt(free // 3 // model.bytes_per_cell())
     core_cells = max(window_cells - 2 * model.halo(steps), 16)
-    return core_cells * model.multiple_of
+    return max(core_cells * model.multiple_of, halo_px)
 
 
 def check_tile(model: LNCA, steps: int, tile_px: int) -> None:

@@ -195,3 +195,9 @@ def test_progress_counts_nca_steps_so_a_one_tile_image_moves_too():
     restore_tensor(torch.rand(3, 40, 40), random_model(), steps=5, device="cpu", tile=0,
                    on_progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 5) for i in range(1, 6)]
+
+
+def test_the_automatic_tile_is_never_smaller_than_the_halo():
+    model = random_model()
+    assert engine.auto_tile(model, 4, torch.device("cpu")) == engine.CPU_TILE
+    assert engine.auto_tile(model, 1000, torch.device("cpu")) == model.halo(1000) * model.multiple_of
