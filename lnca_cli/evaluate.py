@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.table import Table
 
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.engine import oracle_tensor, resolve_device, restore_tensor
@@ -180,21 +179,3 @@ def _model_name(model: LNCA) -> str:
     """The name `hub.load_model` gave the model, or "unnamed" for one built in code."""
     return getattr(model, "info", {}).get("name", "unnamed")
 
-
-def format_table(report: EvalReport) -> Table:
-    """Per-image scores and, in bold, their mean."""
-    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
-    table.add_column("image")
-    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "seconds"):
-        table.add_column(header, justify="right")
-    for score in report.images:
-        table.add_row(score.name, *_cells(dataclasses.asdict(score)))
-    table.add_section()
-    table.add_row("mean", *_cells(report.mean()), style="bold")
-    return table
-
-
-def _cells(scores: dict) -> list[str]:
-    """Table cells for the METRICS in `scores`: dB to 2 places, SSIM to 4, seconds to 2."""
-    places = {"psnr_input": 2, "ssim_input": 4, "psnr": 2, "ssim": 4, "seconds": 2}
-    return [f"{scores[key]:.{places[key]}f}" for key in METRICS]
