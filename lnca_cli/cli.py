@@ -619,7 +619,8 @@ def eval_command(
     from rich.console import Console
 
     from lnca_cli.api import RestoreSettings, prepare
-    from lnca_cli.evaluate import evaluate, format_table
+    from lnca_cli.eval_report import format_table
+    from lnca_cli.evaluate import evaluate
 
     settings = RestoreSettings(steps=steps, device=device)
     loaded = prepare(task, model, settings)
@@ -642,7 +643,7 @@ bench_app = typer.Typer(help="Benchmarks: latent vs pixel NCA, the tool's speed 
                         context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(bench_app, name="bench")
 
-# The benchmarks' defaults as the options show them (bench.py is imported only when a bench command runs;
+# The benchmarks' defaults as the options show them (lnca_cli.bench is imported only when a bench command runs;
 # tests/test_bench.py checks that these agree with its constants).
 NCA_SIZES, NCA_TRAIN_SIZES, NCA_BUDGET_MIB, NCA_REPEATS = "32,64,128,256", "32,64,128", 2048.0, 3
 SPEED_MEGAPIXELS = "1,12,50"
@@ -678,7 +679,7 @@ def _bench_note(message: str) -> None:
 
 def _bench_output(result: dict, as_json: bool, out: str | None, plot: str | None, markdown: bool = False) -> None:
     """Tables (or --json, or Markdown) on stdout, the JSON to --out, the plot to --plot."""
-    from lnca_cli.bench import markdown_of, plot_of, tables_of
+    from lnca_cli.bench_report import markdown_of, plot_of, tables_of
 
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -858,13 +859,15 @@ def bench_all(
     as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
 ) -> None:
     """Every benchmark in one run, as docs/BENCHMARKS.md shows them."""
+    from lnca_cli.evaluate import image_files
+
     bench = _bench_setup(threads)
     specs = tuple(spec.strip() for spec in degradations.split(",") if spec.strip())
     tasks = _run_bench(lambda: [bench.task_of(spec) for spec in specs])
     models = _trained(bench, model, ["denoise", *tasks])  # before any measuring: fail fast
     settings = bench.NCASettings(sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"),
                                  steps=steps, repeats=repeats, budget_mib=budget_mib, device=device, isolate=isolate)
-    source = _run_bench(lambda: str(bench.image_files(data)[0]))  # speed resizes the first photograph
+    source = _run_bench(lambda: str(image_files(data)[0]))  # speed resizes the first photograph
     result = _run_bench(lambda: bench.bench_all({
         "nca": lambda: bench.bench_nca(settings, _bench_note),
         "speed": lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps, devices,
@@ -885,7 +888,7 @@ def bench_show(
     plot: PlotOption = None,
 ) -> None:
     """Print a saved result's tables again, or as Markdown, or redraw its plot, without measuring anything."""
-    from lnca_cli.bench import TABLES
+    from lnca_cli.bench_report import TABLES
 
     try:
         result = json.loads(result_file.read_text())

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.table import Table
 
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.devices import resolve_device
@@ -211,23 +210,3 @@ def _save_panels(path: Path, degraded: torch.Tensor, restored: torch.Tensor, cle
 def _model_name(model: LNCA) -> str:
     """The name `hub.load_model` gave the model, or "unnamed" for one built in code."""
     return getattr(model, "info", {}).get("name", "unnamed")
-
-
-def format_table(report: EvalReport) -> Table:
-    """Per-image scores and, in bold, their mean."""
-    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
-    table.add_column("image")
-    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
-        table.add_column(header, justify="right")
-    for score in report.images:
-        table.add_row(score.name, *_cells(dataclasses.asdict(score)))
-    table.add_section()
-    table.add_row("mean", *_cells(report.mean()), style="bold")
-    return table
-
-
-def _cells(scores: dict) -> list[str]:
-    """Table cells for `scores`: dB to 2 places, SSIM to 4, the bias in levels to 1, seconds to 2."""
-    bias = "/".join(f"{scores[key]:+.1f}" for key in ("bias_r", "bias_g", "bias_b"))
-    return [f"{scores['psnr_input']:.2f}", f"{scores['ssim_input']:.4f}", f"{scores['psnr']:.2f}",
-            f"{scores['ssim']:.4f}", bias, f"{scores['seconds']:.2f}"]

@@ -11,8 +11,11 @@ import torch
 import lnca_cli.devices as devices
 from conftest import lnca, random_model, write_photo
 from lnca_cli import bench
+from lnca_cli.bench.peers import PEERS, Peer, available
+from lnca_cli.bench.quality import _peer_restore
+from lnca_cli.bench.speed import _speed_summary
+from lnca_cli.bench_report import tables_of
 from lnca_cli.evaluate import evaluate
-from lnca_cli.peers import PEERS, Peer, available
 
 TINY_NCA = bench.NCASettings(sizes=(32, 64), train_sizes=(16, 32), steps=4, train_steps=2, repeats=1, warmup=0,
                              budget_mib=24, isolate=False)
@@ -137,7 +140,7 @@ def test_each_installed_peer_restores_an_image_of_the_same_shape(peer):
     clean = torch.rand(3, 24, 28, generator=torch.Generator().manual_seed(0))
     degraded, sigma, kernel = bench.degrade_image(clean, "gaussian:25" if peer.kind == "noise" else "motion:7", 0)
     for image in (degraded, degraded[:1]):  # colour and grayscale
-        assert bench._peer_restore(peer, image, sigma, kernel).shape == image.shape
+        assert _peer_restore(peer, image, sigma, kernel).shape == image.shape
 
 
 def test_degrade_image_gives_the_peers_the_true_sigma_and_kernel():
@@ -221,7 +224,7 @@ def test_speed_times_the_previous_rule_and_opencv_on_the_same_photograph(tiny_we
     assert side["new_over_old"] == pytest.approx(side["fast_fp32_seconds"] / side["previous_fp32_seconds"])
     if side.get("opencv_seconds") is not None:
         assert side["lnca_over_opencv"] == pytest.approx(side["fast_default_seconds"] / side["opencv_seconds"])
-    tables = bench.tables_of(result)
+    tables = tables_of(result)
     assert [t.title.split(",")[0] for t in tables] == ["lnca denoise", "The restore alone"]
 
 
@@ -231,7 +234,7 @@ def test_train_benchmark_times_both_rules_for_both_phases():
     for r in result["rows"]:
         assert r["fast_per_s"] > 0 and r["previous_per_s"] > 0
         assert r["speedup"] == pytest.approx(r["previous_ms"] / r["fast_ms"])
-    assert bench.tables_of(result)[0].row_count == 2
+    assert tables_of(result)[0].row_count == 2
     with pytest.raises(ValueError, match="crop"):
         bench.bench_train(bench.TrainSettings(crop=10))
 
@@ -246,7 +249,7 @@ def test_make_photo_has_the_asked_size_and_the_source_aspect(tmp_path):
 def test_speed_summary_fits_seconds_per_megapixel():
     rows = [{"device": "cpu", "precision": "fp32", "megapixels": mp, "seconds": 1 + 2 * mp, "peak_rss_mib": 500.0,
              "gpu_peak_mib": None} for mp in (1, 12, 50)]
-    (summary,) = bench._speed_summary(rows)
+    (summary,) = _speed_summary(rows)
     assert summary["fitted_seconds_per_mp"] == pytest.approx(2) and summary["memory_growth"] == 1
 
 
@@ -280,5 +283,5 @@ def test_the_restore_path_never_imports_bench():
     import subprocess
     import sys
 
-    code = "import sys, lnca_cli.cli; print(any(m in sys.modules for m in ('lnca_cli.bench', 'lnca_cli.peers')))"
+    code = "import sys, lnca_cli.cli; print(any(m in sys.modules for m in ('lnca_cli.bench', 'lnca_cli.bench.peers')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -10,8 +10,9 @@ from rich.console import Console
 from conftest import random_model, write_photo
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.engine import restore_tensor
-from lnca_cli.evaluate import (GAP, LABEL_HEIGHT, METRICS, EvalReport, ImageScore, evaluate, format_table,
-                               label_strip, score_image, side_by_side)
+from lnca_cli.eval_report import format_table
+from lnca_cli.evaluate import (GAP, LABEL_HEIGHT, METRICS, EvalReport, ImageScore, evaluate, label_strip, score_image,
+                               side_by_side)
 from lnca_cli.hub import load_model
 from lnca_cli.images import read_image
 from lnca_cli.metrics import psnr, quantize8, ssim

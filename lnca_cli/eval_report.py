@@ -1,0 +1,29 @@
+"""`lnca eval`'s table: a report's per-image scores and their mean, as Rich draws them. Part of the CLI,
+so that lnca_cli.evaluate never imports rich."""
+from __future__ import annotations
+
+import dataclasses
+
+from rich.table import Table
+
+from lnca_cli.evaluate import EvalReport
+
+
+def format_table(report: EvalReport) -> Table:
+    """Per-image scores and, in bold, their mean."""
+    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
+    table.add_column("image")
+    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
+        table.add_column(header, justify="right")
+    for score in report.images:
+        table.add_row(score.name, *_cells(dataclasses.asdict(score)))
+    table.add_section()
+    table.add_row("mean", *_cells(report.mean()), style="bold")
+    return table
+
+
+def _cells(scores: dict) -> list[str]:
+    """Table cells for `scores`: dB to 2 places, SSIM to 4, the bias in levels to 1, seconds to 2."""
+    bias = "/".join(f"{scores[key]:+.1f}" for key in ("bias_r", "bias_g", "bias_b"))
+    return [f"{scores['psnr_input']:.2f}", f"{scores['ssim_input']:.4f}", f"{scores['psnr']:.2f}",
+            f"{scores['ssim']:.4f}", bias, f"{scores['seconds']:.2f}"]
