@@ -22,9 +22,10 @@ from typing import Callable, Iterable
 from lnca_cli.devices import DeviceError, resolve_device, resolve_precision
 from lnca_cli.engine import check_tile, restore_tensor
 from lnca_cli.errors import Interrupted, SettingsError, first_line, printable
+from lnca_cli.files import remove_stale_temporary_files
 from lnca_cli.hub import WeightsError, load_model
 from lnca_cli.images import (READ_EXTENSIONS, SUPPORTED_EXTENSIONS, WRITE_FORMATS, ImageError, encode_image,
-                             format_for_extension, read_image, remove_stale_temporary_files, write_image,
+                             find_images, format_for_extension, read_image, write_image,
                              written_by_lnca)
 from lnca_cli.model import LNCA, MAX_STEPS
 from lnca_cli.tasks import get_task
@@ -70,13 +71,6 @@ class FileResult:
 # ---------------------------------------------------------------- planning outputs
 
 
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    """Image files in a folder (and below, if recursive): regular files only, so a FIFO or device named
-    like an image is left alone; symlink loops are not followed."""
-    pattern = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in pattern if p.suffix.lower() in READ_EXTENSIONS and p.is_file())
-
-
 def _output_name(source: Path, task: str, suffix: str | None, ext: str | None) -> str:
     """`<stem>_<suffix>.<ext>`; without --ext, the input's extension, or .png for one lnca cannot write (GIF)."""
     if ext is not None:
@@ -105,7 +99,7 @@ def plan_jobs(paths: Iterable[str], task: str, output: str | None = None, suffix
         if raw == STDIO:
             sources.append((STDIO, None))
         elif path.is_dir():
-            sources.extend((str(p), path) for p in _images_in(path, recursive))
+            sources.extend((str(p), path) for p in find_images(path, recursive))
         else:
             sources.append((raw, None))  # a missing or unreadable file fails on its own, later
     if not sources:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lnca_cli.devices import autocast, release_freed_memory, resolve_device, threads_for
+from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
 from lnca_cli.tiling import Tile, paste_core, plan_tiles, window_pixels
 
@@ -64,7 +65,7 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     tile_px = auto_tile(model, steps, device) if tile == "auto" else int(tile)
     check_tile(model, steps, tile_px)
 
-    rgb = _as_rgb(image)
+    rgb = as_rgb(image)
     height, width = rgb.shape[-2:]
     grid_h, grid_w = math.ceil(height / scale), math.ceil(width / scale)
     tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, model.halo(steps))
@@ -94,11 +95,6 @@ def _step_counter(total: int, on_progress: Callable[[int, int], None] | None) ->
     return step
 
 
-def _as_rgb(image: torch.Tensor) -> torch.Tensor:
-    """The model sees colour: a grayscale (1, H, W) image is repeated on three channels."""
-    return image.expand(3, -1, -1) if image.shape[0] == 1 else image
-
-
 def _like(rgb: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Back to the input's channels: a grayscale input gets the mean of the restored channels."""
     return rgb.mean(0, keepdim=True) if image.shape[0] == 1 else rgb
@@ -110,7 +106,7 @@ def oracle_tensor(clean: torch.Tensor, degraded: torch.Tensor, model: LNCA,
     """LNCA.oracle on (C, H, W) images, untiled: what a perfect NCA would give with this autoencoder."""
     device = device if isinstance(device, torch.device) else resolve_device(device)
     model = model.to(device).eval()
-    result = model.oracle(_as_rgb(clean)[None].to(device), _as_rgb(degraded)[None].to(device))[0].float().cpu()
+    result = model.oracle(as_rgb(clean)[None].to(device), as_rgb(degraded)[None].to(device))[0].float().cpu()
     return _like(result, clean)
 
 

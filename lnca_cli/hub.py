@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 
 from lnca_cli import __version__
 from lnca_cli.errors import LncaError, first_line
+from lnca_cli.files import atomic_write
 from lnca_cli.tasks import TASKS
 
 if TYPE_CHECKING:  # torch and the model load only when weights do: `lnca models list` starts fast
@@ -35,20 +36,12 @@ class WeightsError(LncaError):
 
 def save_weights(model: LNCA, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write a model as safetensors; the config and `metadata` (strings) go in the header. Atomic."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from lnca_cli.images import new_file_mode
-
-    path = Path(path)
     header = {ARCH_KEY: model.arch, CONFIG_KEY: json.dumps(model.config.to_dict()), **(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=header)
-        os.chmod(tmp, new_file_mode())  # an ordinary file's permissions, not the temporary file's 0600
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    data = save(state, metadata=header)
+    atomic_write(path, lambda file: file.write(data))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -206,9 +199,7 @@ def _check_registry(registry: Registry) -> None:
 def save_registry(registry: Registry) -> None:
     models = {name: {k: v for k, v in asdict(e).items() if k != "name"} for name, e in registry.models.items()}
     text = json.dumps({"defaults": registry.defaults, "models": models}, indent=2) + "\n"
-    tmp = registry.path.with_name(f".{registry.path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, registry.path)
+    atomic_write(registry.path, lambda file: file.write(text.encode("utf-8")))
 
 
 def register(path: str | os.PathLike, name: str, task: str | None = None) -> ModelEntry:

@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 import struct
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from lnca_cli.errors import first_line, printable
-
-try:
-    import fcntl
-except ImportError:  # Windows: temporary files are not locked, and stale ones are not cleaned up
-    fcntl = None
+from lnca_cli.files import atomic_write
 
 
 class ImageError(Exception):
@@ -212,6 +207,20 @@ def _open(source) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def as_rgb(pixels: torch.Tensor) -> torch.Tensor:
+    """Colour pixels (3, H, W) of pixels as read (C = 1 or 3): grayscale repeated on three channels
+    (a view, no copy). The model sees colour."""
+    return pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files in a folder (and below, if recursive), sorted: regular files whose extension lnca
+    reads (READ_EXTENSIONS), so a FIFO or device named like an image is left alone; symlink loops
+    are not followed."""
+    pattern = Path(folder).rglob("*") if recursive else Path(folder).glob("*")
+    return sorted(p for p in pattern if p.suffix.lower() in READ_EXTENSIONS and p.is_file())
+
+
 def written_by_lnca(path: str | os.PathLike) -> bool:
     """Whether the file is an image that carries lnca's mark (OUTPUT_MARK): an earlier output of lnca."""
     try:
@@ -320,24 +329,10 @@ def write_image(
     path = os.fspath(path)
     fmt = _output_format(format or os.path.splitext(path)[1], path)
     image, options = _prepare(pixels, meta, fmt, quality)
-    shown = printable(path)
     try:
-        handle, temp_path = _temporary_file(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
-    except OSError as exc:
-        raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
-    try:
-        with os.fdopen(handle, "wb") as file:
-            os.chmod(temp_path, new_file_mode())
-            image.save(_WithoutDescriptor(file), format=fmt, **options)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_path, path)
-    except BaseException as exc:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        if isinstance(exc, Exception):
-            raise ImageError(f"{shown}: cannot write image ({_reason(exc)})") from exc
-        raise
+        atomic_write(path, lambda file: image.save(_WithoutDescriptor(file), format=fmt, **options))
+    except Exception as exc:
+        raise ImageError(f"{printable(path)}: cannot write image ({_reason(exc)})") from exc
 
 
 class _WithoutDescriptor:
@@ -348,52 +343,6 @@ class _WithoutDescriptor:
 
     def __init__(self, file):
         self.write, self.seek, self.tell = file.write, file.seek, file.tell
-
-
-NAME_MAX = 255  # bytes in a file name, on the usual file systems
-_TEMP_SUFFIX = ".lnca.tmp"
-_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX), re.DOTALL)  # what mkstemp makes below
-_TEMP_EXTRA = len("..12345678" + _TEMP_SUFFIX)  # what a temporary name adds: two dots, 8 random characters
-
-
-def _temporary_file(folder: str, name: str) -> tuple[int, str]:
-    """A new temporary file `.NAME.XXXXXXXX.lnca.tmp` in folder, locked while this process has it open
-    (remove_stale_temporary_files leaves it alone); NAME is cut short to keep within NAME_MAX."""
-    prefix = "." + os.fsdecode(os.fsencode(name)[:NAME_MAX - _TEMP_EXTRA]) + "."
-    while True:
-        handle, temp_path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=_TEMP_SUFFIX)
-        if fcntl is None:
-            return handle, temp_path
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if os.fstat(handle).st_nlink:
-            return handle, temp_path
-        os.close(handle)  # a clean-up took it for stale between its creation and the lock: make another
-
-
-def remove_stale_temporary_files(folder: str | os.PathLike) -> list[str]:
-    """Remove lnca's temporary files (`.NAME.XXXXXXXX.lnca.tmp`) that a killed run left in folder; one
-    that a running lnca holds (locked) is left alone. Returns the paths removed."""
-    try:
-        names = os.listdir(folder) if fcntl is not None else []
-    except OSError:
-        return []
-    removed = []
-    for name in filter(_TEMP_NAME.fullmatch, names):
-        path = os.path.join(folder, name)
-        try:
-            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            if stat.S_ISREG(os.fstat(handle).st_mode):
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.remove(path)
-                removed.append(path)
-        except OSError:
-            pass  # locked by a running lnca, or gone already
-        finally:
-            os.close(handle)
-    return removed
 
 
 def encode_image(
@@ -478,13 +427,6 @@ def _to_pillow(pixels: torch.Tensor, alpha: torch.Tensor | None, deep: bool) -> 
         levels = band.nan_to_num_(nan=0.0).mul_(scale).add_(0.5).floor_().clamp_(0, scale)
         array[rows] = levels.permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-
-
-def new_file_mode() -> int:
-    """Permissions an ordinary new file gets; mkstemp would leave it at 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _reason(exc: BaseException) -> str:

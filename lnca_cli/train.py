@@ -20,8 +20,9 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from lnca_cli.files import atomic_write
 from lnca_cli.hub import load_weights, save_weights
-from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageError, read_image
+from lnca_cli.images import ImageError, as_rgb, find_images, read_image
 from lnca_cli.metrics import psnr, quantize8, ssim
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig
 from lnca_cli.recipe import PIXEL_LOSSES, TrainConfig
@@ -37,7 +38,8 @@ def degrade_for_task(task: str, clean: torch.Tensor, gen: torch.Generator) -> tu
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+    """The training photos: every image file in the folder and below (images.find_images)."""
+    files = find_images(folder)
     if not files:
         raise ValueError(f"{folder}: no images found")
     return files
@@ -53,7 +55,7 @@ def load_photos(files: list[Path], min_side: int) -> list[torch.Tensor]:
             continue
         if min(pixels.shape[-2:]) < min_side:
             continue
-        pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+        pixels = as_rgb(pixels)
         photos.append((pixels * 255).round().to(torch.uint8))
     if not photos:
         raise ValueError(f"no usable photos of at least {min_side}x{min_side} pixels")
@@ -393,10 +395,8 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.checkpoint(), tmp)
-        tmp.replace(path)
+        state = self.checkpoint()
+        atomic_write(path, lambda file: torch.save(state, file))
 
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=True)

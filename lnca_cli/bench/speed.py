@@ -23,7 +23,7 @@ from lnca_cli.bench.peers import OPENCV_STRENGTH, PEERS, available
 from lnca_cli.devices import cpu_has_bf16, resolve_device, resolve_precision
 from lnca_cli.engine import restore_tensor
 from lnca_cli.hub import WeightsError, find_model, load_weights, save_weights
-from lnca_cli.images import ImageMeta, read_image, write_image
+from lnca_cli.images import ImageMeta, as_rgb, read_image, write_image
 from lnca_cli.model import LNCA, PRESETS
 
 SPEED_MEGAPIXELS = (1.0, 12.0, 50.0)
@@ -50,7 +50,7 @@ def make_photo(path: Path, megapixels: float, source: Path | None = None) -> tup
     ratio, or, without a source, a smooth random 3:2 picture. Time and memory do not depend on the content."""
     if source is not None:
         pixels = read_image(source)[0]
-        pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
+        pixels = as_rgb(pixels)
     else:
         pixels = torch.rand(3, 8, 12, generator=torch.Generator().manual_seed(0))
     aspect = pixels.shape[2] / pixels.shape[1]
