@@ -14,7 +14,7 @@ from lnca_cli import bench
 from lnca_cli.bench.peers import PEERS, Peer, available
 from lnca_cli.bench.quality import _peer_restore
 from lnca_cli.bench.speed import _speed_summary
-from lnca_cli.bench_report import tables_of
+from lnca_cli.cli.bench_report import tables_of
 from lnca_cli.evaluate import evaluate
 
 TINY_NCA = bench.NCASettings(sizes=(32, 64), train_sizes=(16, 32), steps=4, train_steps=2, repeats=1, warmup=0,
@@ -266,7 +266,7 @@ def test_all_in_one_run(photos, tiny_weights, tmp_path):
 
 
 def test_the_command_line_defaults_are_the_benchmarks_defaults():
-    from lnca_cli import cli
+    from lnca_cli.cli import bench as cli
 
     def numbers(text, kind=int):
         return tuple(kind(part) for part in text.split(","))

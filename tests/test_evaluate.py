@@ -10,7 +10,7 @@ from rich.console import Console
 from conftest import random_model, write_photo
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.engine import restore_tensor
-from lnca_cli.eval_report import format_table
+from lnca_cli.cli.eval_report import format_table
 from lnca_cli.evaluate import (GAP, LABEL_HEIGHT, METRICS, EvalReport, ImageScore, evaluate, label_strip, score_image,
                                side_by_side)
 from lnca_cli.hub import load_model

@@ -25,5 +25,5 @@ def test_wheel_carries_the_registry_and_every_bundled_weights_file(tmp_path):
             packaged = tmp_path / entry.filename
             packaged.write_bytes(archive.read(f"lnca_cli/weights/{entry.filename}"))
             assert sha256_of(packaged) == entry.sha256
-    assert "lnca_cli/cli.py" in names
+    assert "lnca_cli/cli/__init__.py" in names
     assert {registry["defaults"][task] for task in registry["defaults"]} <= {e.name for e in bundled}
