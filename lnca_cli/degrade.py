@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from lnca_cli.errors import SettingsError
+
 Degradation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 MASK_NOISE_STD = 0.2  # the paper's N(0, 0.2) at corrupted pixels
@@ -252,7 +254,7 @@ def parse_degradation(spec: str) -> Degradation:
     """
     name, *args = spec.strip().split(":")
     if name not in _SPECS:
-        raise ValueError(f"unknown degradation {name!r}; expected one of {', '.join(_SPECS)}")
+        raise SettingsError(f"unknown degradation {name!r}; expected one of {', '.join(_SPECS)}")
     form, fewest, most, build = _SPECS[name]
     try:
         if not fewest <= len(args) <= most:
@@ -262,4 +264,4 @@ def parse_degradation(spec: str) -> Degradation:
             raise ValueError("numbers must be finite")
         return build(*values)
     except ValueError as error:
-        raise ValueError(f"bad degradation {spec!r}: {error}; expected {form}") from None
+        raise SettingsError(f"bad degradation {spec!r}: {error}; expected {form}") from None

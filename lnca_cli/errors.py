@@ -8,8 +8,8 @@ class LncaError(Exception):
     exit_code = 1
 
 
-class SettingsError(LncaError):
-    """Bad usage or settings, found before any file is touched."""
+class SettingsError(LncaError, ValueError):
+    """Bad usage or settings, found before any work starts (a ValueError too: a bad value)."""
 
     exit_code = 2
 

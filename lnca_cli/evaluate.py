@@ -31,6 +31,7 @@ import torch
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import oracle_tensor, restore_tensor
+from lnca_cli.errors import SettingsError
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, psnr, quantize8, ssim
 from lnca_cli.model import LNCA
@@ -103,11 +104,11 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
     `limit` keeps the first N images; `save` is a folder that gets one PNG per image, degraded |
     restored | clean side by side; `on_image` is called with each image's score as it is done.
     `oracle` scores the autoencoder's ceiling instead of the model (see LNCA.oracle).
-    Bad settings and a folder without images raise ValueError before any restoring.
+    Bad settings and a folder without images raise SettingsError before any restoring.
     """
     degrade = parse_degradation(degradation)
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise SettingsError(f"limit must be at least 1, got {limit}")
     paths = image_files(data)[:limit]
     device = resolve_device(device) if isinstance(device, str) else device
     steps = model.config.steps if steps is None else steps
@@ -143,10 +144,10 @@ def image_files(data: str | Path) -> list[Path]:
     """
     folder = Path(data)
     if not folder.is_dir():
-        raise ValueError(f"{data}: not a folder")
+        raise SettingsError(f"{data}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
     if not files:
-        raise ValueError(f"{data}: no images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}) in this folder")
+        raise SettingsError(f"{data}: no images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}) in this folder")
     return files
 
 

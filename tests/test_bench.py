@@ -285,3 +285,10 @@ def test_the_restore_path_never_imports_bench():
 
     code = "import sys, lnca_cli.cli; print(any(m in sys.modules for m in ('lnca_cli.bench', 'lnca_cli.bench.peers')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_bench_all_refuses_bad_settings_of_any_part_before_measuring(photos):
+    result = lnca("bench", "all", "--data", photos, "--megapixels", "0", "--sizes", "32,64")
+    assert result.exit_code == 2 and "positive megapixel" in result.stderr
+    result = lnca("bench", "all", "--data", photos, "--step-counts", "0,4")
+    assert result.exit_code == 2 and "step counts" in result.stderr

@@ -23,10 +23,11 @@ from lnca_cli.bench.nca import NCASettings, bench_nca, find_max_side, nca_memory
 from lnca_cli.bench.peers import PEERS
 from lnca_cli.bench.quality import (QUALITY_DEGRADATIONS, bench_quality, choose_peers, degrade_image, load_trained,
                                     task_of)
-from lnca_cli.bench.speed import SPEED_MEGAPIXELS, bench_speed, make_photo
-from lnca_cli.bench.steps import STEP_COUNTS, bench_steps
+from lnca_cli.bench.speed import SPEED_MEGAPIXELS, bench_speed, check_speed_settings, make_photo, speed_variants
+from lnca_cli.bench.steps import STEP_COUNTS, bench_steps, check_step_counts
 from lnca_cli.bench.train import TrainSettings, bench_train
 
 __all__ = ["NCASettings", "PEERS", "QUALITY_DEGRADATIONS", "SPEED_MEGAPIXELS", "STEP_COUNTS", "TrainSettings",
-           "bench_all", "bench_nca", "bench_quality", "bench_speed", "bench_steps", "bench_train", "choose_peers",
-           "degrade_image", "find_max_side", "load_trained", "make_photo", "nca_memory", "set_threads", "task_of"]
+           "bench_all", "bench_nca", "bench_quality", "bench_speed", "bench_steps", "bench_train",
+           "check_speed_settings", "check_step_counts", "choose_peers", "degrade_image", "find_max_side",
+           "load_trained", "make_photo", "nca_memory", "set_threads", "speed_variants", "task_of"]

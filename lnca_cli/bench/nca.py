@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from lnca_cli.bench.harness import (LATENT_PRESET, MIB, Note, exact_malloc, fit_line, machine_info, peak_memory, quiet,
                                     ratio_of, run_worker, time_pair)
 from lnca_cli.devices import resolve_device
+from lnca_cli.errors import SettingsError
 from lnca_cli.model import LNCA, PRESETS, LNCAConfig, PixelNCA
 
 MEMORY_STEPS = 3  # inference memory is the same at any step count (see the module doc)
@@ -53,12 +54,12 @@ class NCASettings:
         for name in ("sizes", "train_sizes"):
             sides = getattr(self, name)
             if not sides or any(side < 8 or side % 4 for side in sides):
-                raise ValueError(f"{name}: give sides of at least 8 pixels, multiples of 4; got {list(sides)}")
+                raise SettingsError(f"{name}: give sides of at least 8 pixels, multiples of 4; got {list(sides)}")
         for name in ("train_steps", "batch", "repeats"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.budget_mib <= 0:
-            raise ValueError("warmup must be >= 0 and the memory budget positive")
+            raise SettingsError("warmup must be >= 0 and the memory budget positive")
 
 
 def build_models(config: LNCAConfig, seed: int = 0) -> dict[str, torch.nn.Module]:

@@ -15,6 +15,7 @@ from lnca_cli.bench.peers import PEERS, Peer, available, version
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import restore_tensor
+from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import image_files, score_image
 from lnca_cli.hub import WeightsError, load_model
 from lnca_cli.images import read_image
@@ -31,7 +32,7 @@ def choose_peers(names: str | None) -> tuple[Peer, ...]:
     chosen = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in known]
     if unknown:
-        raise ValueError(f"unknown peer {', '.join(unknown)}; expected some of {', '.join(known)}")
+        raise SettingsError(f"unknown peer {', '.join(unknown)}; expected some of {', '.join(known)}")
     return tuple(known[name] for name in chosen)
 
 

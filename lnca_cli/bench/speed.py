@@ -22,6 +22,7 @@ from lnca_cli.bench.harness import (LATENT_PRESET, MIB, Note, fit_line, machine_
 from lnca_cli.bench.peers import OPENCV_STRENGTH, PEERS, available
 from lnca_cli.devices import cpu_has_bf16, resolve_device, resolve_precision
 from lnca_cli.engine import restore_tensor
+from lnca_cli.errors import SettingsError
 from lnca_cli.hub import WeightsError, find_model, load_weights, save_weights
 from lnca_cli.images import ImageMeta, as_rgb, read_image, write_image
 from lnca_cli.model import LNCA, PRESETS
@@ -78,13 +79,17 @@ def _speed_model(model: str | None, folder: Path, note: Note) -> tuple[str, str]
         return str(path), f"random {LATENT_PRESET} (no trained weights; time and memory do not depend on them)"
 
 
+def check_speed_settings(megapixels: tuple[float, ...], repeats: int = 1) -> None:
+    if not megapixels or min(megapixels) <= 0 or repeats < 1:
+        raise SettingsError("give positive megapixel sizes and at least one repeat")
+
+
 def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | None = None, steps: int | None = None,
                 devices: str = "auto", threads: int | None = None, repeats: int = 1, source: str | None = None,
                 note: Note = quiet, previous: bool = True) -> dict:
     """`lnca denoise` on photographs of each size, each run in a fresh process: seconds per megapixel
     (median of `repeats`) and peak memory (process RSS; GPU memory allocated on CUDA)."""
-    if not megapixels or min(megapixels) <= 0 or repeats < 1:
-        raise ValueError("give positive megapixel sizes and at least one repeat")
+    check_speed_settings(megapixels, repeats)
     variants = speed_variants(devices)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lnca-bench-") as tmp:

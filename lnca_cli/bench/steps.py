@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from lnca_cli.bench.harness import Note, machine_info, quiet
+from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import evaluate, image_files
 from lnca_cli.images import read_image
 from lnca_cli.model import LNCA
@@ -12,12 +13,16 @@ from lnca_cli.model import LNCA
 STEP_COUNTS = (8, 16, 32, 64, 128)
 
 
+def check_step_counts(step_counts: tuple[int, ...]) -> None:
+    if not step_counts or min(step_counts) < 1:
+        raise SettingsError(f"step counts must be at least 1, got {list(step_counts)}")
+
+
 def bench_steps(data: str | Path, model: LNCA, degradation: str = "gaussian:25",
                 step_counts: tuple[int, ...] = STEP_COUNTS, device: str = "cpu", limit: int | None = None,
                 seed: int = 0, note: Note = quiet) -> dict:
     """PSNR, SSIM and seconds per megapixel at each step count, on the same degraded images (lnca eval)."""
-    if not step_counts or min(step_counts) < 1:
-        raise ValueError(f"step counts must be at least 1, got {list(step_counts)}")
+    check_step_counts(step_counts)
     paths = image_files(data)[:limit]
     megapixels = sum(math.prod(read_image(path)[0].shape[-2:]) for path in paths) / 1e6
     evaluate(model, data, degradation, steps=min(step_counts), device=device, limit=1, seed=seed)  # warm-up

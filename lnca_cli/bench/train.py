@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from lnca_cli.bench.harness import LATENT_PRESET, Note, machine_info, quiet, time_pair
 from lnca_cli.devices import resolve_device
+from lnca_cli.errors import SettingsError
 from lnca_cli.model import LNCA, PRESETS
 
 
@@ -23,9 +24,9 @@ class TrainSettings:
 
     def check(self) -> None:
         if min(self.batch, self.steps, self.repeats) < 1 or self.warmup < 0:
-            raise ValueError("batch, steps and repeats must be at least 1, warmup at least 0")
+            raise SettingsError("batch, steps and repeats must be at least 1, warmup at least 0")
         if self.crop < 8 or self.crop % 4:
-            raise ValueError(f"crop must be a multiple of 4 of at least 8, got {self.crop}")
+            raise SettingsError(f"crop must be a multiple of 4 of at least 8, got {self.crop}")
 
 
 def _training_step(model: LNCA, clean: torch.Tensor, noisy: torch.Tensor, steps: int, mode: str) -> Callable[[], None]:

@@ -82,14 +82,6 @@ def _trained(bench, model: str | None, tasks, offline: bool = False) -> dict:
     return models
 
 
-def _run_bench(run):
-    """Bad settings (ValueError) are usage errors: one line, exit 2."""
-    try:
-        return run()
-    except ValueError as exc:
-        fail(str(exc))
-
-
 @app.command("nca")
 @friendly
 def bench_nca(
@@ -114,7 +106,7 @@ def bench_nca(
         sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"), steps=steps,
         train_steps=train_steps, batch=batch, repeats=repeats, warmup=warmup, budget_mib=budget_mib, device=device,
         isolate=isolate)
-    _bench_output(_run_bench(lambda: bench.bench_nca(settings, _bench_note)), as_json, out, plot)
+    _bench_output(bench.bench_nca(settings, _bench_note), as_json, out, plot)
 
 
 @app.command("speed")
@@ -133,8 +125,8 @@ def bench_speed(
 ) -> None:
     """The whole `lnca denoise` on 1, 12 and 50 MP photographs: seconds per megapixel and peak memory."""
     bench = _bench_setup(threads)
-    result = _run_bench(lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps,
-                                                  devices, threads, repeats, image, _bench_note))
+    result = bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps,
+                                                  devices, threads, repeats, image, _bench_note)
     _bench_output(result, as_json, out, plot)
 
 
@@ -152,7 +144,7 @@ def bench_train(
     """Training iterations per second, phase 2 (NCA) and phase 3 (end to end): the fast rule against the previous one."""
     bench = _bench_setup(threads)
     settings = bench.TrainSettings(batch=batch, crop=crop, steps=steps, repeats=repeats, device=device)
-    _bench_output(_run_bench(lambda: bench.bench_train(settings, _bench_note)), as_json, out, None)
+    _bench_output(bench.bench_train(settings, _bench_note), as_json, out, None)
 
 
 @app.command("quality")
@@ -174,11 +166,11 @@ def bench_quality(
     """PSNR, SSIM and seconds per megapixel of lnca and of OpenCV, BM3D and scikit-image, per degradation."""
     bench = _bench_setup(threads)
     specs = tuple(spec.strip() for spec in degradations.split(",") if spec.strip())
-    chosen = _run_bench(lambda: bench.choose_peers(peers))
-    tasks = _run_bench(lambda: [bench.task_of(spec) for spec in specs])
+    chosen = bench.choose_peers(peers)
+    tasks = [bench.task_of(spec) for spec in specs]
     models = _trained(bench, model, tasks)
-    result = _run_bench(lambda: bench.bench_quality(data, models, specs, chosen, steps, device, limit, seed,
-                                                    _bench_note))
+    result = bench.bench_quality(data, models, specs, chosen, steps, device, limit, seed,
+                                                    _bench_note)
     _bench_output(result, as_json, out, None)
 
 
@@ -201,8 +193,8 @@ def bench_steps(
     bench = _bench_setup(threads)
     loaded = _trained(bench, model, [task])[task]
     spec = degradation or get_task(task).eval_degradation
-    result = _run_bench(lambda: bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
-                                                  limit, seed, _bench_note))
+    result = bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
+                                                  limit, seed, _bench_note)
     _bench_output(result, as_json, out, plot)
 
 
@@ -233,20 +225,24 @@ def bench_all(
 
     bench = _bench_setup(threads)
     specs = tuple(spec.strip() for spec in degradations.split(",") if spec.strip())
-    tasks = _run_bench(lambda: [bench.task_of(spec) for spec in specs])
+    tasks = [bench.task_of(spec) for spec in specs]
     models = _trained(bench, model, ["denoise", *tasks])  # before any measuring: fail fast
     settings = bench.NCASettings(sizes=_numbers(sizes, "--sizes"), train_sizes=_numbers(train_sizes, "--train-sizes"),
                                  steps=steps, repeats=repeats, budget_mib=budget_mib, device=device, isolate=isolate)
-    source = _run_bench(lambda: str(image_files(data)[0]))  # speed resizes the first photograph
-    result = _run_bench(lambda: bench.bench_all({
+    settings.check()  # every part's settings before the first is measured: a bad one is no surprise an hour in
+    sizes_mp, counts = _numbers(megapixels, "--megapixels", float), _numbers(step_counts, "--step-counts")
+    bench.check_speed_settings(sizes_mp)
+    bench.check_step_counts(counts)
+    bench.speed_variants(devices)
+    source = str(image_files(data)[0])  # speed resizes the first photograph
+    result = bench.bench_all({
         "nca": lambda: bench.bench_nca(settings, _bench_note),
-        "speed": lambda: bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps, devices,
-                                           threads, 1, source, _bench_note),
+        "speed": lambda: bench.bench_speed(sizes_mp, model, steps, devices, threads, 1, source, _bench_note),
         "quality": lambda: bench.bench_quality(data, models, specs, bench.PEERS, steps, device, limit, 0,
                                                _bench_note),
-        "steps": lambda: bench.bench_steps(data, models["denoise"], "gaussian:25",
-                                           _numbers(step_counts, "--step-counts"), device, limit, 0, _bench_note),
-    }, device))
+        "steps": lambda: bench.bench_steps(data, models["denoise"], "gaussian:25", counts, device, limit, 0,
+                                           _bench_note),
+    }, device)
     _bench_output(result, as_json, out, plot)
 
 
