@@ -114,7 +114,7 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
     steps = model.config.steps if steps is None else steps
     if save is not None:
         Path(save).mkdir(parents=True, exist_ok=True)
-    name = _model_name(model) + (" (oracle)" if oracle else "")
+    name = model_name(model) + (" (oracle)" if oracle else "")
     report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device))
     panel_names = _panel_names(paths)
     for index, path in enumerate(paths):
@@ -208,6 +208,6 @@ def _save_panels(path: Path, degraded: torch.Tensor, restored: torch.Tensor, cle
     write_image(path, panels, meta)
 
 
-def _model_name(model: LNCA) -> str:
+def model_name(model: LNCA) -> str:
     """The name `hub.load_model` gave the model, or "unnamed" for one built in code."""
     return getattr(model, "info", {}).get("name", "unnamed")

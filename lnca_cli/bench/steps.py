@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lnca_cli.bench.harness import Note, machine_info, quiet
 from lnca_cli.errors import SettingsError
-from lnca_cli.evaluate import evaluate, image_files
+from lnca_cli.evaluate import evaluate, image_files, model_name
 from lnca_cli.images import read_image
 from lnca_cli.model import LNCA
 
@@ -33,5 +33,5 @@ def bench_steps(data: str | Path, model: LNCA, degradation: str = "gaussian:25",
         rows.append({"steps": steps, "psnr": mean["psnr"], "ssim": mean["ssim"],
                      "seconds_per_mp": mean["seconds"] * len(paths) / megapixels})
     return {"benchmark": "steps", "machine": machine_info(device), "data": str(data), "degradation": degradation,
-            "model": getattr(model, "info", {}).get("name", "unnamed"), "images": len(paths),
+            "model": model_name(model), "images": len(paths),
             "megapixels": megapixels, "rows": rows}
