@@ -94,7 +94,8 @@ PHYSICAL_CORES = torch.get_num_threads()  # torch's own count, before anyone cha
 def default_threads() -> int:
     """The cores free for lnca: torch's count of physical cores, within usable_cpus(), less those
     that other processes keep busy (the 1-minute load average). On a busy machine a thread more
-    than the free cores makes every step wait for a descheduled one: 2-3x slower, not faster."""
+    than the free cores makes every step wait for a descheduled one: slower, not faster
+    (docs/BENCHMARKS.md section 0)."""
     try:
         busy = round(os.getloadavg()[0])
     except OSError:

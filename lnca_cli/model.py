@@ -141,23 +141,22 @@ class CellConv(nn.Conv2d):
     """A conv over channels-last cells (N, h, w, C) -> (N, h, w, out).
 
     Its parameters are an ordinary Conv2d's, so weights files are unchanged. A 1x1 conv is a
-    matmul on the last dimension (2-5x faster than an NCHW conv on a CPU, and no layout change);
-    a 3x3 or grouped conv runs on a permuted view, which is NCHW in `channels_last` memory, so
-    neither permute copies.
+    matmul on the last dimension (faster on a CPU than an NCHW conv, and no layout change); a 3x3
+    or grouped conv runs on a permuted view, which is NCHW in `channels_last` memory, so neither
+    permute copies.
     """
 
     def forward(self, cells: torch.Tensor) -> torch.Tensor:
         if self.kernel_size == (1, 1) and self.groups == 1:
             return F.linear(cells, self.weight.flatten(1), self.bias)
-        x = cells.permute(0, 3, 1, 2)
         multiplier = self.out_channels // self.groups
         if cells.dtype == torch.bfloat16 and self.groups == self.in_channels and multiplier > 1:
             # The same conv as one channel per group, each input repeated: oneDNN's bf16 kernel for
-            # that is 2.5x faster than for a channel multiplier (docs/BENCHMARKS.md).
-            x = cells.repeat_interleave(multiplier, dim=-1).permute(0, 3, 1, 2)
-            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, groups=self.out_channels
-                            ).permute(0, 2, 3, 1)
-        return super().forward(x).permute(0, 2, 3, 1)
+            # that is several times faster than the one for a channel multiplier.
+            repeated = cells.repeat_interleave(multiplier, dim=-1).permute(0, 3, 1, 2)
+            return F.conv2d(repeated, self.weight, self.bias, self.stride, self.padding,
+                            groups=self.out_channels).permute(0, 2, 3, 1)
+        return super().forward(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 def simple_gate(x: torch.Tensor) -> torch.Tensor:
@@ -312,7 +311,7 @@ class LNCA(nn.Module):
     """
 
     arch = "lnca"  # the weights files' name for this architecture (hub.ARCH_KEY)
-    supports_half = True  # fp16 and bf16 autocast keep its quality (docs/BENCHMARKS.md)
+    supports_half = True  # bf16 autocast keeps its quality (docs/BENCHMARKS.md section 0); fp16 runs on GPUs
 
     def __init__(self, config: LNCAConfig = LNCAConfig()):
         super().__init__()
