@@ -210,9 +210,11 @@ def fewest_good_steps(scores: dict[int, float]) -> int:
 
 class Trainer:
     def __init__(self, config: TrainConfig, photos_train: list[torch.Tensor], photos_val: list[torch.Tensor],
-                 device: str = "cpu", log: Callable[[dict], None] | None = None):
+                 device: str = "cpu", log: Callable[[dict], None] | None = None,
+                 note: Callable[[str], None] | None = None):
         self.cfg, self.device = config, torch.device(device)
         self.photos, self.log = photos_train, log or (lambda row: None)
+        self.note = note or (lambda message: None)  # what is going on between batches, for people
         self.model = LNCA(PRESETS[config.preset]).to(self.device)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.phase, self.iteration = 1, 0
@@ -264,6 +266,7 @@ class Trainer:
         return Pool(self.model.nca.seed(z_p), clean, z_clean, skip)
 
     def _init_pool(self) -> None:
+        self.note(f"phase 2: filling the pool with {self.cfg.pool_size} NCA states before the first batch")
         parts = [self._fresh() for _ in range(math.ceil(self.cfg.pool_size / self.cfg.batch))]
         self.pool = Pool(*(torch.cat([getattr(p, f.name) for p in parts])[: self.cfg.pool_size]
                            for f in dataclasses.fields(Pool)))
@@ -445,7 +448,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
           checkpoint: str | Path | None = None, minutes: float | None = None, device: str = "cpu",
           log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
           autoencoder: str | Path | None = None, init: str | Path | None = None,
-          on_iteration: Callable[[dict], None] | None = None) -> dict:
+          on_iteration: Callable[[dict], None] | None = None, note: Callable[[str], None] | None = None) -> dict:
     """Train on a folder of photos and write the best weights to `out`.
 
     With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out; the best
@@ -467,7 +470,9 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
 
-    trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log)
+    note = note or (lambda message: None)
+    note(f"loading {len(train_files)} training and {len(val_files)} validation photos")
+    trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log, note)
     if checkpoint and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
     elif autoencoder is not None or init is not None:

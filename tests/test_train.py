@@ -119,6 +119,7 @@ def test_lnca_train_end_to_end_with_resume(tmp_path):
     assert ckpt.exists() and not out.exists() and "resume" in stopped.stderr
     finished = runner.invoke(app, args)
     assert finished.exit_code == 0, finished.output
+    assert "filling the pool with" in finished.stderr  # phase 2's first batch waits for it: say so
     model, metadata = load_weights(out)
     assert metadata["task"] == "denoise" and plot.stat().st_size > 0
     assert len(log.read_text().splitlines()) == 4

@@ -117,6 +117,7 @@ def train(
         try:
             result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
                                   device=device_name, log_path=log, on_iteration=on_iteration,
+                                  note=lambda message: progress.console.print(message, style="dim", soft_wrap=True),
                                   autoencoder=autoencoder, init=init,
                                   metadata={"hardware": device_name, **({"init": init} if init else {})})
         except ValueError as exc:  # unusable photos or autoencoder: the user's to fix
