@@ -37,6 +37,7 @@ class LNCAConfig:
     downsample: int = 4  # pixels per latent cell, per side (two stride-2 stages)
     dropout: float = 0.1
     perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
+    residual: bool = False  # the decoder gives a correction added to the degraded input, not the image
 
     def __post_init__(self) -> None:
         if self.image_channels != 3:
@@ -123,6 +124,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Latent and skip -> the image (sigmoid), or with `residual` a correction to add to the input
+    (unbounded: LNCA adds it and clips)."""
+
     def __init__(self, cfg: LNCAConfig):
         super().__init__()
         self.up = _up_block(cfg.latent_channels, cfg.ae_channels)  # t2
@@ -130,11 +134,19 @@ class Decoder(nn.Module):
         self.out = nn.Sequential(
             nn.ConvTranspose2d(cfg.ae_channels, cfg.image_channels, 3, 2, 1, output_padding=1),
             nn.BatchNorm2d(cfg.image_channels),
-            nn.Sigmoid(),
+            nn.Identity() if cfg.residual else nn.Sigmoid(),
         )
 
     def forward(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.out(self.merge(self.up(z) + skip))
+
+    def start_as_identity(self) -> None:
+        """Make a residual decoder's correction zero whatever its input (the last BatchNorm's scale
+        and shift to 0): the model then starts by returning its input unchanged, and training
+        starts from "do no harm"."""
+        norm = self.out[1]
+        nn.init.zeros_(norm.weight)
+        nn.init.zeros_(norm.bias)
 
 
 class CellConv(nn.Conv2d):
@@ -350,7 +362,11 @@ class LNCA(nn.Module):
         position; on_step() is called after each NCA step."""
         z, skip = self.encoder(_channels_last(x))
         cells = self.nca.run(self.nca.seed(z), steps, origin, seeds, on_step)
-        return self.decoder(self.nca.output(cells), skip)
+        return self._image(self.decoder(self.nca.output(cells), skip), x)
+
+    def _image(self, decoded: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+        """The image in [0, 1], as the sigmoid decoder gives it: a residual output is clipped."""
+        return (decoded + degraded).clamp(0.0, 1.0) if self.config.residual else decoded
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Restore a batch of images (N, 3, H, W) in [0, 1]; any H, W (padded and cropped back)."""
@@ -362,8 +378,9 @@ class LNCA(nn.Module):
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""
         height, width = clean.shape[-2:]
         z_clean, _ = self.encoder(_channels_last(pad_to_multiple(clean, self.config.downsample)))
-        _, skip = self.encoder(_channels_last(pad_to_multiple(degraded, self.config.downsample)))
-        return self.decoder(z_clean, skip)[..., :height, :width]
+        degraded = _channels_last(pad_to_multiple(degraded, self.config.downsample))
+        _, skip = self.encoder(degraded)
+        return self._image(self.decoder(z_clean, skip), degraded)[..., :height, :width]
 
 
 class PixelNCA(nn.Module):

@@ -22,6 +22,8 @@ class TrainConfig:
     e2e_iterations: int = 0  # phase 3: end to end
     e2e_lr: float = 1e-3
     loss: str = "mse"  # phase 3's pixel loss: mse, l1 or charbonnier
+    freeze_autoencoder: bool = False  # phase 3 trains the NCA alone (the recipe comparison's other arm)
+    residual: bool = False  # phase 3 from --init: the decoder learns a correction to the input (model.py)
     min_steps: int = 8
     max_steps: int = 32
     pool_size: int = 1024

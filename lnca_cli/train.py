@@ -195,6 +195,11 @@ def freeze_batchnorm(model: LNCA) -> None:
 
 # ---------------------------------------------------------------- the run
 
+def model_config(config: TrainConfig) -> LNCAConfig:
+    """The architecture a recipe trains: its preset, with a residual output if asked."""
+    return dataclasses.replace(PRESETS[config.preset], residual=config.residual)
+
+
 PHASES = {1: "autoencoder", 2: "NCA", 3: "end to end"}
 
 
@@ -215,19 +220,22 @@ class Trainer:
         self.cfg, self.device = config, torch.device(device)
         self.photos, self.log = photos_train, log or (lambda row: None)
         self.note = note or (lambda message: None)  # what is going on between batches, for people
-        self.model = LNCA(PRESETS[config.preset]).to(self.device)
+        self.model = LNCA(model_config(config)).to(self.device)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.phase, self.iteration = 1, 0
         self.best_psnr, self.best_state = -math.inf, {}
         self.ae_opt = torch.optim.Adam(self._ae_params(), lr=config.lr)
         self.nca_opt = torch.optim.Adam(self.model.nca.parameters(), lr=config.nca_lr)
-        self.e2e_opt = torch.optim.Adam(self.model.parameters(), lr=config.e2e_lr)
+        self.e2e_opt = torch.optim.Adam(self._e2e_params(), lr=config.e2e_lr)
         self.pool: Pool | None = None
         self.val_clean, self.val_degraded = self._validation_set(photos_val)
         self.autocast = self.device.type == "cuda"
 
     def _ae_params(self):
         return list(self.model.encoder.parameters()) + list(self.model.decoder.parameters())
+
+    def _e2e_params(self):
+        return self.model.nca.parameters() if self.cfg.freeze_autoencoder else self.model.parameters()
 
     def _validation_set(self, photos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         crop = min([self.cfg.val_crop] + [min(p.shape[-2:]) for p in photos]) // 4 * 4
@@ -366,11 +374,16 @@ class Trainer:
         return {1: self.cfg.ae_iterations, 2: self.cfg.nca_iterations, 3: self.cfg.e2e_iterations}[phase]
 
     def adopt_model(self, source: LNCA) -> None:
-        """Start from a trained model of the same sizes and go straight to phase 3 (end to end)."""
+        """Start from a trained model of the same sizes and go straight to phase 3 (end to end). A
+        residual model taken from one that is not starts as the identity (Decoder.start_as_identity)."""
         try:
             self.model.load_state_dict(source.state_dict())
         except RuntimeError:
             raise ValueError(f"it does not fit preset '{self.cfg.preset}'") from None
+        if source.config.residual and not self.model.config.residual:
+            raise ValueError("its decoder gives a correction to the input (residual output): give --residual")
+        if self.model.config.residual and not source.config.residual:
+            self.model.decoder.start_as_identity()
         self.phase, self.iteration = 3, 0
 
     def adopt_autoencoder(self, source: LNCA) -> None:
@@ -404,8 +417,9 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         saved = TrainConfig(**json.loads(ckpt["train_config"]))
-        if saved.preset != self.cfg.preset or saved.task != self.cfg.task:
-            raise ValueError(f"{path}: checkpoint is for task {saved.task}, preset {saved.preset}")
+        if model_config(saved) != model_config(self.cfg) or saved.task != self.cfg.task:
+            residual = ", residual output" if saved.residual else ""
+            raise ValueError(f"{path}: checkpoint is for task {saved.task}, preset {saved.preset}{residual}")
         self.model.load_state_dict(ckpt["model"])
         self.ae_opt.load_state_dict(ckpt["ae_opt"])
         self.nca_opt.load_state_dict(ckpt["nca_opt"])

@@ -18,10 +18,11 @@ EIGHT_BIT = 1 / 255
 #: The paper's sizes, randomised: neighbour exchanges strong enough that a short halo shows.
 SHARP = LNCAConfig(**{**PRESETS["paper"].to_dict(), "steps": 6})
 SHARP_DEPTHWISE = LNCAConfig(**{**SHARP.to_dict(), "perception": "depthwise"})
+SHARP_RESIDUAL = LNCAConfig(**{**SHARP_DEPTHWISE.to_dict(), "residual": True})
 
 
 @pytest.mark.parametrize("config, size", [(SHARP, (157, 203)), (SHARP, (64, 64)), (SHARP, (33, 130)),
-                                          (SHARP_DEPTHWISE, (157, 203))])
+                                          (SHARP_DEPTHWISE, (157, 203)), (SHARP_RESIDUAL, (90, 70))])
 def test_tiled_output_equals_untiled(config, size):
     model = random_model(config, sharp=True)
     image = torch.rand(3, *size)

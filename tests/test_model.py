@@ -119,6 +119,9 @@ def test_pixel_nca_baseline_runs_on_pixels():
 
 def test_config_round_trip_and_validation():
     assert LNCAConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
+    residual = LNCAConfig(**{**TINY.to_dict(), "residual": True})
+    assert LNCAConfig.from_dict(json.loads(json.dumps(residual.to_dict()))) == residual
+    assert LNCAConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "residual"}) == TINY  # older files
     with pytest.raises(ValueError, match="unknown config fields: colour"):
         LNCAConfig.from_dict({"colour": 1})
     with pytest.raises(ValueError, match="downsample"):

@@ -233,3 +233,38 @@ def test_lnca_train_init_trains_a_model_on_end_to_end(tmp_path):
     assert metadata["init"] == str(tmp_path / "source.safetensors")
     no_budget = CliRunner().invoke(app, common)
     assert no_budget.exit_code == 2 and "--e2e-iterations" in no_budget.stderr
+
+
+def test_phase_3_with_a_frozen_autoencoder_trains_the_nca_alone():
+    trainer = make_trainer(ae_iterations=0, nca_iterations=0, e2e_iterations=3, e2e_lr=1e-2, freeze_autoencoder=True)
+    trainer.phase = 3
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.run()
+    after = trainer.model.state_dict()
+    assert not torch.equal(before["nca.rule.expand.weight"], after["nca.rule.expand.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "decoder.")))
+
+
+def test_a_residual_model_from_init_starts_as_the_identity_and_learns_a_correction(tmp_path):
+    source = make_trainer()
+    source.run()
+    residual = make_trainer(ae_iterations=0, nca_iterations=0, e2e_iterations=3, e2e_lr=1e-2, residual=True)
+    residual.adopt_model(source.best_model())
+    image = torch.rand(1, 3, 16, 20)
+    assert torch.equal(residual.model.eval()(image, steps=2), image)  # doing nothing is where it starts
+    assert residual.run()
+    trained = residual.best_model()
+    assert trained.config.residual and not torch.equal(trained(image, steps=2), image)
+    with pytest.raises(ValueError, match="give --residual"):
+        make_trainer().adopt_model(trained)
+    residual.save_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="residual output"):
+        make_trainer(ae_iterations=0, nca_iterations=0, e2e_iterations=3).load_checkpoint(tmp_path / "c.pt")
+
+
+def test_lnca_train_residual_needs_init(tmp_path):
+    (tmp_path / "photos").mkdir()
+    write_photo(tmp_path / "photos" / "a.png", size=(40, 40))
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "m.safetensors"),
+                                      "--e2e-iterations", "2", "--residual"])
+    assert result.exit_code == 2 and "--residual starts from a trained model" in result.stderr

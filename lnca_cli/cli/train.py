@@ -39,6 +39,11 @@ def train(
                                  "the pixel loss.") = None,
     e2e_lr: RecipeOption("e2e_lr", "Phase 3 learning rate.", float) = None,
     loss: RecipeOption("loss", f"Phase 3 loss: {', '.join(PIXEL_LOSSES)}.", str) = None,
+    freeze_autoencoder: RecipeOption("freeze_autoencoder", "Phase 3 trains the NCA alone; the encoder and "
+                                     "decoder stay as they are.", bool) = None,
+    residual: RecipeOption("residual", "With --init: the decoder learns a correction added to the degraded "
+                           "input instead of the image, and the model starts as the identity (it returns its "
+                           "input), so training starts from doing no harm.", bool) = None,
     min_steps: RecipeOption("min_steps", "Fewest NCA steps drawn for a batch (phases 2, 3).") = None,
     max_steps: RecipeOption("max_steps", "Most NCA steps drawn for a batch (phases 2, 3).") = None,
     val_every: RecipeOption("val_every", "Validate (and checkpoint) every N batches.") = None,
@@ -86,10 +91,13 @@ def train(
     config = TrainConfig.paper(task, len(files)) if preset == "paper" else TrainConfig(task=task, preset=preset)
     overrides = dict(crop=crop, batch=batch, ae_iterations=ae_iterations, nca_iterations=nca_iterations,
                      nca_lr=nca_lr, e2e_iterations=e2e_iterations, e2e_lr=e2e_lr, loss=loss, min_steps=min_steps,
-                     max_steps=max_steps, val_every=val_every)
+                     max_steps=max_steps, val_every=val_every, freeze_autoencoder=freeze_autoencoder,
+                     residual=residual)
     config = replace(config, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
     if init and not config.e2e_iterations:
         raise SettingsError("--init trains end to end: give --e2e-iterations too")
+    if config.residual and not init:
+        raise SettingsError("--residual starts from a trained model: give --init too")
     if not 1 <= config.min_steps <= config.max_steps:
         raise SettingsError(f"--min-steps and --max-steps must satisfy 1 <= min <= max, got {config.min_steps} "
                             f"and {config.max_steps}")
