@@ -9,6 +9,6 @@ POOL=${POOL:-/work/data/pool/train}
 THREADS=${THREADS:-1}  # one core for the run, one for everything else on a 2-core machine
 exec lnca train --data "$POOL" --task denoise --preset wide-dw \
   --init weights/denoise.safetensors \
-  --e2e-iterations 100000 --e2e-lr 0.001 --loss mse --batch 8 --crop 64 --min-steps 8 --max-steps 16 \
+  --e2e-iterations 40000 --e2e-lr 0.001 --loss mse --batch 8 --crop 64 --min-steps 8 --max-steps 16 \
   --val-every 500 --checkpoint training/denoise-v2.ckpt --log training/denoise-v2.jsonl \
   --out training/denoise-v2.safetensors --minutes "${MINUTES:-150}" --threads "$THREADS" --device cpu
