@@ -177,8 +177,6 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
             check_tile(model, settings.steps or model.config.steps, int(settings.tile))
     except (DeviceError, WeightsError) as exc:
         raise SettingsError(str(exc)) from None
-    except ValueError as exc:  # the tile
-        raise SettingsError(f"--{exc}") from None
     return model
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lnca_cli.devices import autocast, release_freed_memory, resolve_device, threads_for
+from lnca_cli.errors import SettingsError
 from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
 from lnca_cli.tiling import Tile, paste_core, plan_tiles, window_pixels
@@ -34,12 +35,13 @@ def auto_tile(model: LNCA, steps: int, device: torch.device) -> int:
 
 
 def check_tile(model: LNCA, steps: int, tile_px: int) -> None:
-    """A tile is 0 (none) or at least the halo: a smaller core would be all halo. Raises ValueError."""
+    """A tile is 0 (none) or at least the halo: a smaller core would be all halo. Raises SettingsError
+    (a ValueError), which names the setting as both the CLI and the library call it: tile."""
     halo_px = model.halo(steps) * model.multiple_of
     if tile_px < 0:
-        raise ValueError(f"tile must be 0 (no tiling) or a positive number of pixels, got {tile_px}")
+        raise SettingsError(f"tile must be 0 (no tiling) or a positive number of pixels, got {tile_px}")
     if 0 < tile_px < halo_px:
-        raise ValueError(f"tile {tile_px} is smaller than the halo ({halo_px} px at {steps} steps); use at least "
+        raise SettingsError(f"tile {tile_px} is smaller than the halo ({halo_px} px at {steps} steps); use at least "
                          f"{halo_px}, or 0 for no tiling")
 
 
