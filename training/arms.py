@@ -114,11 +114,39 @@ def run_arm(task: str, arm: str, pool: str, budget_s: float) -> dict:
             "best_psnr": scores[best_steps]}
 
 
-def table(rows: list[dict]) -> str:
+def starting_point(task: str, pool: str) -> dict:
+    """Validation PSNR of the degraded input and of the weights every arm starts from (at each step
+    count), on the same validation crops the arms are scored on."""
+    import torch
+
+    from lnca_cli.devices import set_threads
+    from lnca_cli.hub import load_weights
+    from lnca_cli.metrics import psnr, quantize8
+    from lnca_cli.recipe import TrainConfig
+    from lnca_cli.train import Trainer, list_images, load_photos, split_photos
+
+    set_threads(1)
+    config = TrainConfig(task=task, e2e_iterations=1, **BASE)
+    _, val_files = split_photos(list_images(pool), config.val_fraction, config.seed)
+    val_photos = load_photos(val_files, 16)
+    trainer = Trainer(config, val_photos, val_photos)
+    trainer.adopt_model(load_weights(INIT[task])[0])
+    trainer.best_state = trainer.model.state_dict()
+    _, scores = trainer.choose_steps()
+    degraded = float(psnr(quantize8(trainer.val_degraded.clamp(0, 1)), trainer.val_clean).mean())
+    return {"input_psnr": degraded, "init_psnr_by_steps": scores}
+
+
+def table(rows: list[dict], start: dict) -> str:
     lines = ["| arm | batches | CPU s / batch | training CPU-min | val PSNR (best steps) | val PSNR at 12 steps |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|",
+             f"| degraded input | - | - | - | {start['input_psnr']:.2f} | - |"]
+    init = {int(t): s for t, s in start["init_psnr_by_steps"].items()}
+    best = max(init, key=init.get)
+    lines.append(f"| start ({INIT[rows[0]['task']].split('/')[-1]}) | 0 | - | - | {init[best]:.2f} ({best}) | "
+                 f"{init[12]:.2f} |")
     for r in rows:
-        at_12 = r["val_psnr_by_steps"].get(12)
+        at_12 = {int(t): v for t, v in r["val_psnr_by_steps"].items()}[12]
         lines.append(f"| {r['arm']} | {r['batches']} | {r['cpu_s_per_batch']:.3f} | {r['train_cpu_minutes']:.1f} | "
                      f"{r['best_psnr']:.2f} ({r['best_steps']}) | {at_12:.2f} |")
     return "\n".join(lines)
@@ -140,8 +168,12 @@ def main() -> None:
             path.write_text(json.dumps(run_arm(args.task, arm, args.pool, 60 * args.budget_minutes), indent=1))
         rows.append(json.loads(path.read_text()))
         print(f"{args.task}: {arm}: {rows[-1]['best_psnr']:.2f} dB", file=sys.stderr, flush=True)
-    (RESULTS / f"{args.task}.md").write_text(table(rows) + "\n")
-    print(table(rows))
+    start_path = RESULTS / f"{args.task}-start.json"
+    if not start_path.exists():
+        start_path.write_text(json.dumps(starting_point(args.task, args.pool), indent=1))
+    start = json.loads(start_path.read_text())
+    (RESULTS / f"{args.task}.md").write_text(table(rows, start) + "\n")
+    print(table(rows, start))
 
 
 if __name__ == "__main__":
