@@ -22,7 +22,7 @@ from lnca_cli.export import INPUT_NAME, build_graph, check_exportable, check_gra
 from lnca_cli.model import LNCA
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
-DEFAULT_BACKEND = "torch"  # no graph back end measured faster on the CPUs lnca was measured on (docs/BENCHMARKS.md)
+DEFAULT_BACKEND = "torch"  # torch bf16 measured fastest on the CPU measured (docs/BENCHMARKS.md section 5)
 
 
 class Backend:
@@ -144,7 +144,8 @@ def _graph_settings(name: str, device: str, precision: str) -> str:
 def check_backend(name: str, model: LNCA, steps: int | None = None, device: str = "auto", precision: str = "auto",
                   graph: str | os.PathLike | None = None) -> str:
     """Raise SettingsError (DeviceError for torch's device or precision) for a back end that cannot
-    run these settings, before anything is built; returns the precision it will run in. A graph file must be of this model and step count."""
+    run these settings, before anything is built; returns the precision it will run in. A graph file
+    must be of this model and step count."""
     steps = model.config.steps if steps is None else steps
     if name not in BACKENDS:
         raise SettingsError(f"unknown back end '{name}'; expected one of {', '.join(BACKENDS)}")

@@ -53,7 +53,7 @@ def weights_sha256(model: LNCA) -> str:
     return sha256_of(path) if path else ""
 
 
-def model_name(model: LNCA) -> str:
+def registry_name(model: LNCA) -> str:
     """The registry's name of a model loaded by name or task (denoise -> denoise-v2), else the name it was
     loaded by (a path), or "unnamed" for one built in code."""
     info = getattr(model, "info", {})
@@ -67,7 +67,7 @@ def model_name(model: LNCA) -> str:
 
 def graph_metadata(model: LNCA, steps: int) -> dict[str, str]:
     """What the graph's metadata says of the model it was built from (check_graph compares these)."""
-    return {MODEL_KEY: model_name(model), ARCH_KEY: model.arch,
+    return {MODEL_KEY: registry_name(model), ARCH_KEY: model.arch,
             CONFIG_KEY: json.dumps(model.config.to_dict()), SHA_KEY: weights_sha256(model), STEPS_KEY: str(steps),
             VERSION_KEY: __version__, INPUT_KEY: CONTRACT}
 

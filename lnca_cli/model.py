@@ -282,7 +282,8 @@ class NCA(nn.Module):
         if not self.banded or cells.device.type != "cpu":
             return self._step_rows(cells, None, step, origin, seeds)
         rows = max(1, BAND_CELLS // (n * w))
-        bands = [self._step_rows(cells, (start, min(start + rows, h)), step, origin, seeds) for start in range(0, h, rows)]
+        bands = [self._step_rows(cells, (start, min(start + rows, h)), step, origin, seeds)
+                 for start in range(0, h, rows)]
         return bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)
 
     def _step_rows(self, cells: torch.Tensor, rows: tuple[int, int] | None, step: int, origin: tuple[int, int],

@@ -230,3 +230,8 @@ def test_the_readme_example_runs_the_graph_in_onnxruntime_without_lnca(graph, sh
     theirs = np.asarray(Image.open(tmp_path / "photo_denoise.png")).astype(int)
     ours = np.asarray(Image.open(tmp_path / "lnca.png")).astype(int)
     assert theirs.shape == ours.shape and np.abs(theirs - ours).max() <= 1
+
+
+def test_the_help_names_the_extras_to_install():
+    result = lnca("denoise", "--help")
+    assert '"lnca[onnx]"' in result.stdout and '"lnca[openvino]"' in result.stdout

@@ -190,7 +190,8 @@ def _side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, step
 
 
 def _backends_side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, steps: int | None,
-                           threads: int | None, variants: list[tuple[str, str]], repeats: int, note: Note) -> list[dict]:
+                           threads: int | None, variants: list[tuple[str, str]], repeats: int,
+                           note: Note) -> list[dict]:
     """Per photograph with BACKEND_NOISE, each (back end, precision) in a fresh process, the repeats
     interleaved (a, b, c, a, b, c...) so that a busy machine slows all alike: the median seconds of the
     restore alone (the second run of the photograph, and the first), the seconds to open the back end
@@ -201,7 +202,8 @@ def _backends_side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: 
         runs: dict[tuple[str, str], list[dict]] = {variant: [] for variant in variants}
         for repeat in range(repeats):
             for backend, precision in variants:
-                note(f"speed: the restore alone through {backend} {precision}, {width}x{height} ({repeat + 1}/{repeats})")
+                note(f"speed: the restore alone through {backend} {precision}, {width}x{height} "
+                     f"({repeat + 1}/{repeats})")
                 runs[(backend, precision)].append(run_worker({"job": "backend", "args": {
                     "path": str(path), "weights": weights, "steps": steps, "backend": backend,
                     "precision": precision, "threads": threads}}))

@@ -69,8 +69,8 @@ def backends_table(result: dict) -> Table:
         table.add_column(header, justify="right")
     for r in result["backends"]:
         table.add_row(_num(r["megapixels"], 1), r["backend"], r["precision"], _num(r["seconds_per_mp"], 2),
-                      _num(r["speedup"], 2), _num(r["first_seconds_per_mp"], 2), _num(r["open_seconds"], 1), _num(r["psnr"], 2),
-                      f"{r['psnr_change']:+.3f}")
+                      _num(r["speedup"], 2), _num(r["first_seconds_per_mp"], 2), _num(r["open_seconds"], 1),
+                      _num(r["psnr"], 2), f"{r['psnr_change']:+.3f}")
     return table
 
 

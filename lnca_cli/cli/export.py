@@ -23,7 +23,7 @@ def export(
     """Write a model's restore of one tile (encoder, NCA steps, decoder) as an ONNX graph with dynamic height
     and width: RGB float in [0, 1], NCHW, sides multiples of 4 (README: Using a model outside lnca)."""
     from lnca_cli.errors import SettingsError
-    from lnca_cli.export import (DEFAULT_OPSET, build_graph, check_exportable, check_target, model_name, require,
+    from lnca_cli.export import (DEFAULT_OPSET, build_graph, check_exportable, check_target, registry_name, require,
                                   write_graph)
     from lnca_cli.hub import WeightsError, load_model
 
@@ -36,4 +36,4 @@ def export(
     steps, opset = loaded.config.steps if steps is None else steps, opset or DEFAULT_OPSET
     check_exportable(loaded, steps, opset)
     size = write_graph(build_graph(loaded, steps, opset), onnx, overwrite)
-    print(f"wrote {onnx}: {model_name(loaded)} at {steps} NCA steps, opset {opset}, {size / 1e3:.0f} kB")
+    print(f"wrote {onnx}: {registry_name(loaded)} at {steps} NCA steps, opset {opset}, {size / 1e3:.0f} kB")

@@ -45,5 +45,6 @@ def _backends() -> None:
             bf16 = name == "openvino" and openvino_has_bf16()
             shown.append(f"{name} {version}" + (" (bf16 on this CPU)" if bf16 else ""))
     print(f"back ends: {'; '.join(shown)}")
-    print(f"  --backend is {DEFAULT_BACKEND} unless given: on the CPUs measured (docs/BENCHMARKS.md section 5), "
-          f"torch in bf16 was as fast as or faster than the others")
+    print(f"  --backend is {DEFAULT_BACKEND} unless given (no auto): on the CPU measured, an AMD EPYC with "
+          f"AVX512-BF16, torch in bf16 was the fastest (docs/BENCHMARKS.md section 5); lnca bench speed --backend "
+          f"all measures this one")
