@@ -16,6 +16,7 @@ _PUBLIC = {
     "FileResult": "lnca_cli.api", "Job": "lnca_cli.api", "RestoreSettings": "lnca_cli.api", "Stop": "lnca_cli.api",
     "restore_file": "lnca_cli.api", "restore_files": "lnca_cli.api",
     "restore": "lnca_cli.engine",
+    "open_backend": "lnca_cli.backends",
     "load_model": "lnca_cli.hub",
 }
 

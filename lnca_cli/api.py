@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lnca_cli.devices import DeviceError, resolve_device, resolve_precision
+from lnca_cli.backends import DEFAULT_BACKEND, Backend, check_backend, open_backend
+from lnca_cli.devices import DeviceError
 from lnca_cli.engine import check_tile, restore_tensor
 from lnca_cli.errors import Interrupted, SettingsError, first_line, printable
 from lnca_cli.files import remove_stale_temporary_files
@@ -50,7 +51,9 @@ class RestoreSettings:
     steps: int | None = None  # None: the model's default
     device: str = "auto"
     tile: int | str = "auto"  # core side in pixels, 0 for none
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (devices.resolve_precision)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (devices.resolve_precision, backends.graph_precision)
+    backend: str = DEFAULT_BACKEND  # what computes each tile: backends.BACKENDS
+    graph: str | None = None  # an ONNX graph file (lnca export) for a graph back end; None: built from the model
     seed: int = 0
     quality: int | None = None  # JPEG/WebP quality; None: 95, or a JPEG input's own when higher
     overwrite: bool = False
@@ -172,7 +175,7 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
         raise SettingsError(f"--tile must be 0 (no tiling), auto, or a number of pixels; got {settings.tile}")
     try:
         model = load_model(model_name, task, settings.offline)
-        resolve_precision(resolve_device(settings.device), settings.precision, model.supports_half)
+        check_backend(settings.backend, model, settings.steps, settings.device, settings.precision, settings.graph)
         if settings.tile != "auto":
             check_tile(model, settings.steps or model.config.steps, int(settings.tile))
     except (DeviceError, WeightsError) as exc:
@@ -262,11 +265,16 @@ def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: 
                  on_progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Restore one file; never raises for a bad file, never writes over an input or a file lnca did not
     write (unless the job names it and overwrite is set), nor over an earlier output unless overwrite."""
-    return _restore_file(job, model, settings, input_paths, on_progress, Stop())[0]
+    return _restore_file(job, model, settings, input_paths, on_progress, Stop(), _open(model, settings))[0]
+
+
+def _open(model: LNCA, settings: RestoreSettings) -> Backend:
+    return open_backend(settings.backend, model, settings.steps, settings.device, settings.precision, settings.graph)
 
 
 def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
-                  on_progress: Callable[[int, int], None] | None, stop: Stop) -> tuple[FileResult, Exception | None]:
+                  on_progress: Callable[[int, int], None] | None, stop: Stop,
+                  backend: Backend) -> tuple[FileResult, Exception | None]:
     """restore_file, and the error that failed it (None if it did not fail)."""
     result, error = FileResult(job.source, job.target, "done"), None
     started = time.perf_counter()
@@ -279,8 +287,8 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
         source = _read_stdin() if job.source == STDIO else job.source
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
-        restored = restore_tensor(pixels, model, steps=settings.steps, device=settings.device, tile=settings.tile,
-                                  precision=settings.precision, seed=settings.seed, on_progress=on_progress)
+        restored = restore_tensor(pixels, model, steps=settings.steps, tile=settings.tile, seed=settings.seed,
+                                  on_progress=on_progress, backend=backend)
         del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
             fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")
@@ -356,16 +364,17 @@ def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_progress: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
     """Restore every job in turn; a failed file never stops the batch, but a full disk or `stop`
     (a signal) does, before the next file: the results then cover only the files begun, and
-    stop.reason says why. First, the temporary files that killed runs left in the output folders go."""
+    stop.reason says why. First, the temporary files that killed runs left in the output folders go, and
+    the back end is opened, once for the batch."""
     stop = stop or Stop()
     inputs = frozenset(job.source for job in jobs)
     for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
         remove_stale_temporary_files(folder)
-    results = []
+    backend, results = _open(model, settings), []
     for job in jobs:
         if stop.reason:
             break
-        result, error = _restore_file(job, model, settings, inputs, on_progress, stop)
+        result, error = _restore_file(job, model, settings, inputs, on_progress, stop, backend)
         results.append(result)
         if on_result:
             on_result(result)

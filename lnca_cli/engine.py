@@ -3,7 +3,8 @@
 The whole pipeline runs per tile (encoder, NCA and decoder), so working memory is bounded by the
 tile size whatever the image size; only the input and output images are full size (on the CPU).
 Each tile's window is its core grown by a halo wide enough (the model's `halo(steps)`) for the
-core to equal the untiled result. The engine knows a model only by that face (model.LNCA).
+core to equal the untiled result. The engine knows a model only by that face (model.LNCA), and
+leaves each tile's compute to a back end (backends.py: torch, onnxruntime or openvino).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lnca_cli.devices import autocast, release_freed_memory, resolve_device, threads_for
+from lnca_cli.backends import Backend, open_backend
+from lnca_cli.devices import release_freed_memory, resolve_device, threads_for
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
@@ -48,21 +50,24 @@ def check_tile(model: LNCA, steps: int, tile_px: int) -> None:
 @torch.inference_mode()
 def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
                    tile: int | str = "auto", precision: str = "auto", seed: int = 0,
-                   on_progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   backend: str | Backend = "torch") -> torch.Tensor:
     """Restore a (C, H, W) float image in [0, 1] (C = 1 or 3); returns the same shape on the CPU.
 
     `tile` is the core side in pixels (0: no tiling, "auto": see auto_tile); `seed` fixes the
     stochastic updates of models with update_rate < 1; on_progress(done, total) reports progress
-    in NCA steps (each tile's, in turn), so that even a one-tile image shows it moving.
+    in NCA steps (each tile's, in turn), so that even a one-tile image shows it moving. `backend`
+    computes each tile: a name (backends.BACKENDS, opened for this call) or one opened with
+    backends.open_backend for many calls, whose own device and precision then hold.
     """
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got shape {tuple(image.shape)}")
     steps = model.config.steps if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    device = device if isinstance(device, torch.device) else resolve_device(device)
-    precision_context = autocast(device, precision, model.supports_half)
-    model = model.to(device).eval()
+    if not isinstance(backend, Backend):
+        backend = open_backend(backend, model, steps, device, precision)
+    device = backend.device
     scale = model.multiple_of
     tile_px = auto_tile(model, steps, device) if tile == "auto" else int(tile)
     check_tile(model, steps, tile_px)
@@ -76,7 +81,7 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     on_step = _step_counter(len(tiles) * steps, on_progress)
     with threads_for(grid_h * grid_w, device):
         for t in tiles:
-            output_window = _restore_window(rgb, t, model, steps, scale, device, precision_context, seeds, on_step)
+            output_window = _restore_window(rgb, t, backend, steps, scale, seeds, on_step)
             paste_core(output, output_window, t, scale)
             del output_window
             release_freed_memory()
@@ -112,24 +117,23 @@ def oracle_tensor(clean: torch.Tensor, degraded: torch.Tensor, model: LNCA,
     return _like(result, clean)
 
 
-def _restore_window(image: torch.Tensor, t: Tile, model: LNCA, steps: int, scale: int, device: torch.device,
-                    precision_context, seeds: torch.Tensor, on_step: Callable[[], None] | None) -> torch.Tensor:
+def _restore_window(image: torch.Tensor, t: Tile, backend: Backend, steps: int, scale: int, seeds: torch.Tensor,
+                    on_step: Callable[[], None] | None) -> torch.Tensor:
     rows, cols = window_pixels(t, scale, *image.shape[-2:])
-    pixels = pad_to_multiple(image[None, :, rows, cols].float().to(device), scale)
-    with precision_context:
-        result = model.restore_padded(pixels, steps, origin=t.origin, seeds=seeds, on_step=on_step)
-    return result[0].float().cpu()
+    pixels = pad_to_multiple(image[None, :, rows, cols].float(), scale)
+    return backend.restore_padded(pixels, steps, t.origin, seeds, on_step)[0]
 
 
 def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
             tile: int | str = "auto", precision: str = "auto", seed: int = 0,
-            on_progress: Callable[[int, int], None] | None = None):
+            on_progress: Callable[[int, int], None] | None = None, backend: str | Backend = "torch"):
     """Restore a torch (C, H, W) float tensor in [0, 1], or a numpy (H, W) / (H, W, C) array.
 
     Arrays may be uint8, uint16 or float in [0, 1]; the result has the input's type, layout and dtype.
     An alpha channel (4th channel of an array) is passed through untouched.
     """
-    kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_progress=on_progress)
+    kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_progress=on_progress,
+                  backend=backend)
     if isinstance(image, torch.Tensor):
         return restore_tensor(image, model, **kwargs)
     array = np.asarray(image)

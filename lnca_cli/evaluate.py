@@ -28,6 +28,7 @@ from typing import Callable
 
 import torch
 
+from lnca_cli.backends import open_backend
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import oracle_tensor, restore_tensor
@@ -62,6 +63,7 @@ class EvalReport:
     images: list[ImageScore]
     seed: int = 0
     device: str = "cpu"
+    backend: str = "torch fp32"  # what computed the restores, and in which precision
 
     def mean(self) -> dict[str, float]:
         """The mean of each metric over the images."""
@@ -74,6 +76,7 @@ class EvalReport:
             "model": self.model,
             "steps": self.steps,
             "device": self.device,
+            "backend": self.backend,
             "protocol": {
                 "seed": self.seed,
                 "noise_seed": "seed + image index, in sorted file order",
@@ -98,24 +101,30 @@ class EvalReport:
 def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | None = None,
              device: str | torch.device = "cpu", tile: int | str = "auto", seed: int = 0,
              limit: int | None = None, save: str | Path | None = None, oracle: bool = False,
-             on_image: Callable[[ImageScore], None] | None = None) -> EvalReport:
+             on_image: Callable[[ImageScore], None] | None = None, backend: str = "torch",
+             graph: str | Path | None = None) -> EvalReport:
     """Score `model` on the clean images in the folder `data` under `degradation` (see the module doc).
 
     `limit` keeps the first N images; `save` is a folder that gets one PNG per image, degraded |
     restored | clean side by side; `on_image` is called with each image's score as it is done.
-    `oracle` scores the autoencoder's ceiling instead of the model (see LNCA.oracle).
+    `oracle` scores the autoencoder's ceiling instead of the model (see LNCA.oracle), in torch.
+    `backend` computes the restores (backends.py; `graph`: its ONNX file), at its default precision.
     Bad settings and a folder without images raise SettingsError before any restoring.
     """
     degrade = parse_degradation(degradation)
     if limit is not None and limit < 1:
         raise SettingsError(f"limit must be at least 1, got {limit}")
     paths = image_files(data)[:limit]
-    device = resolve_device(device) if isinstance(device, str) else device
     steps = model.config.steps if steps is None else steps
+    if oracle and backend != "torch":
+        raise SettingsError("the oracle runs in torch only; leave out --backend")
+    runner = None if oracle else open_backend(backend, model, steps, device, graph=graph)
+    device = runner.device if runner else resolve_device(device) if isinstance(device, str) else device
     if save is not None:
         Path(save).mkdir(parents=True, exist_ok=True)
     name = model_name(model) + (" (oracle)" if oracle else "")
-    report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device))
+    report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device),
+                        backend=f"{runner.name} {runner.precision}" if runner else "torch fp32")
     panel_names = _panel_names(paths)
     for index, path in enumerate(paths):
         clean, _ = read_image(path)
@@ -125,7 +134,7 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
         if oracle:
             restored = oracle_tensor(clean, degraded, model, device)
         else:
-            restored = restore_tensor(degraded, model, steps=steps, device=device, tile=tile, seed=seed + index)
+            restored = restore_tensor(degraded, model, steps=steps, tile=tile, seed=seed + index, backend=runner)
         seconds = time.perf_counter() - start
         score = score_image(path.name, clean, degraded, restored, seconds)
         if save is not None:

@@ -211,14 +211,18 @@ class NAFCA(nn.Module):
         The element-wise work (norms, gates, residuals) is not counted: the physical floor."""
         return 2 * sum(m.weight.numel() for m in self.modules() if isinstance(m, CellConv))
 
-    def forward(self, cells: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def forward(self, cells: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """Cells (N, h, w, D) -> the update of rows [start, stop) for the out and hidden channels,
-        (N, stop - start, w, D - C). Reads one row more on each side: the rule's reach."""
-        stop = cells.shape[1] if stop is None else stop
-        lo, hi = max(start - 1, 0), min(stop + 1, cells.shape[1])
-        x = simple_gate(self.split(self.expand(self.norm1(cells[:, lo:hi]))))
-        x = (x * self.spatial_gate(x))[:, start - lo: stop - lo]
-        y = cells[:, start:stop] + self.beta.flatten() * self.dropout(self.project(x))
+        (N, stop - start, w, D - C), reading one row more on each side: the rule's reach. `rows`
+        None: every row, with no slicing, so that a traced graph holds no constant of the grid's shape."""
+        window, core, keep = cells, cells, slice(None)
+        if rows is not None:
+            start, stop = rows
+            lo, hi = max(start - 1, 0), min(stop + 1, cells.shape[1])
+            window, core, keep = cells[:, lo:hi], cells[:, start:stop], slice(start - lo, stop - lo)
+        x = simple_gate(self.split(self.expand(self.norm1(window))))
+        x = (x * self.spatial_gate(x))[:, keep]
+        y = core + self.beta.flatten() * self.dropout(self.project(x))
         x = self.ffn_out(simple_gate(self.ffn_in(self.norm2(y))))
         x = y + self.gamma.flatten() * self.dropout(x)
         return self.update(self.norm3(x))
@@ -270,6 +274,9 @@ class NCA(nn.Module):
         self.rule = NAFCA(in_channels + out_channels + hidden_channels, out_channels + hidden_channels,
                           embed_dim, dropout, perception)
         self.hidden_channels = hidden_channels
+        #: Steps on a CPU run in row bands (BAND_CELLS). False: the whole grid at once, as on a GPU;
+        #: what a traced graph (export.py) needs, since the bands depend on the grid's shape.
+        self.banded = True
 
     def seed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Initial cells (N, h, w, D) from inputs (N, C, h, w): in = inputs, out = 0.5, hidden = 0."""
@@ -281,21 +288,27 @@ class NCA(nn.Module):
 
     def step(self, cells: torch.Tensor, step: int = 0, origin: tuple[int, int] = (0, 0),
              seeds: torch.Tensor | None = None) -> torch.Tensor:
-        """One update of every cell, a band of rows at a time on a CPU (see BAND_CELLS)."""
+        """One update of every cell: a band of rows at a time on a CPU (see BAND_CELLS) when `banded`,
+        else the whole grid at once."""
         n, h, w, _ = cells.shape
-        rows = max(1, BAND_CELLS // (n * w)) if cells.device.type == "cpu" else h
-        bands = [self._step_band(cells, start, min(start + rows, h), step, origin, seeds) for start in range(0, h, rows)]
+        if not self.banded or cells.device.type != "cpu":
+            return self._step_rows(cells, None, step, origin, seeds)
+        rows = max(1, BAND_CELLS // (n * w))
+        bands = [self._step_rows(cells, (start, min(start + rows, h)), step, origin, seeds)
+                 for start in range(0, h, rows)]
         return bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)
 
-    def _step_band(self, cells: torch.Tensor, start: int, stop: int, step: int, origin: tuple[int, int],
+    def _step_rows(self, cells: torch.Tensor, rows: tuple[int, int] | None, step: int, origin: tuple[int, int],
                    seeds: torch.Tensor | None) -> torch.Tensor:
-        update = self.rule(cells, start, stop)
+        """The updated cells of rows [start, stop), or of the whole grid for rows None."""
+        update = self.rule(cells, rows)
         if self.update_rate < 1.0:
             if seeds is None:
                 seeds = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device)
-            mask = update_mask(seeds, step, (origin[0] + start, origin[1]), update.shape[1:3], self.update_rate)
+            first_row = origin[0] + (rows[0] if rows else 0)
+            mask = update_mask(seeds, step, (first_row, origin[1]), update.shape[1:3], self.update_rate)
             update = update * mask.to(update.dtype)
-        band = cells[:, start:stop]
+        band = cells if rows is None else cells[:, rows[0]:rows[1]]
         return torch.cat([band[..., : self.in_channels], band[..., self.in_channels:] + update], dim=-1)
 
     def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),

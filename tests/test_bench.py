@@ -15,6 +15,7 @@ from lnca_cli.bench.peers import PEERS, Peer, available
 from lnca_cli.bench.quality import _peer_restore
 from lnca_cli.bench.speed import _speed_summary
 from lnca_cli.cli.bench_report import tables_of
+from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import evaluate
 
 TINY_NCA = bench.NCASettings(sizes=(32, 64), train_sizes=(16, 32), steps=4, train_steps=2, repeats=1, warmup=0,
@@ -292,3 +293,40 @@ def test_bench_all_refuses_bad_settings_of_any_part_before_measuring(photos):
     assert result.exit_code == 2 and "positive megapixel" in result.stderr
     result = lnca("bench", "all", "--data", photos, "--step-counts", "0,4")
     assert result.exit_code == 2 and "step counts" in result.stderr
+
+
+def test_backend_variants_start_with_torch_fp32_and_skip_what_is_not_installed(monkeypatch):
+    import lnca_cli.bench.speed as speed
+
+    monkeypatch.setattr(speed, "installed", lambda: {"torch": "2", "onnxruntime": None, "openvino": None})
+    assert bench.backend_variants("all")[0] == ("torch", "fp32")
+    assert {name for name, _ in bench.backend_variants("all")} == {"torch"}
+    with pytest.raises(SettingsError, match="not installed"):
+        bench.backend_variants("torch,openvino")
+    with pytest.raises(SettingsError, match="--backend takes all"):
+        bench.backend_variants("tensorrt")
+
+
+def test_speed_times_a_graph_back_end_beside_torch_and_compares_its_psnr(tiny_weights, tmp_path):
+    pytest.importorskip("onnxruntime", reason='onnxruntime is not installed: pip install "lnca[onnx]"')
+    from lnca_cli.bench.speed import _backends_side_by_side
+    from lnca_cli.cli.bench_report import backends_table
+
+    photo = tmp_path / "p.jpg"
+    size = bench.make_photo(photo, 0.005)
+    rows = _backends_side_by_side([(photo, size)], tiny_weights, 2, 1, [("torch", "fp32"), ("onnxruntime", "fp32")],
+                                  1, lambda message: None)
+    assert [(r["backend"], r["precision"]) for r in rows] == [("torch", "fp32"), ("onnxruntime", "fp32")]
+    assert rows[0]["speedup"] == 1 and rows[0]["psnr_change"] == 0
+    assert abs(rows[1]["psnr_change"]) < 0.05 and rows[1]["seconds_per_mp"] > 0 and rows[1]["open_seconds"] > 0
+    table = backends_table({"settings": {"backend_noise": "gaussian:25", "repeats": 1}, "backends": rows})
+    assert table.row_count == 2
+
+
+@pytest.mark.slow
+def test_speed_with_every_back_end_in_one_run(tiny_weights, tmp_path):
+    result = lnca("bench", "speed", "--megapixels", "0.005", "--model", tiny_weights, "--steps", "2", "--threads", "1",
+                  "--backend", "all", "--out", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert {r["backend"] for r in written["backends"]} == {n for n, v in written["machine"]["backends"].items() if v}

@@ -49,3 +49,19 @@ def test_shipped_weights_give_the_same_8_bit_output_as_before(name):
     with torch.no_grad():
         slow = quantize8(previous.PreviousRuleLNCA.of(model)(image, steps=8))
     assert float((fast - slow).abs().max()) * 255 <= 1.0 + 1e-4
+
+
+@pytest.mark.parametrize("config", [PRESETS["wide-dw"], LNCAConfig(**{**TINY.to_dict(), "update_rate": 0.5})],
+                         ids=["wide-dw", "stochastic"])
+def test_banded_steps_equal_whole_grid_steps(monkeypatch, config):
+    """The switch an ONNX export uses (nca.banded = False) changes how a step is cut, not what it computes."""
+    import lnca_cli.model as model_module
+
+    monkeypatch.setattr(model_module, "BAND_CELLS", 20)  # bands of 2 rows on this 9-wide grid: many bands
+    model = random_model(config, sharp=True).double()
+    cells = model.nca.seed(torch.randn(1, config.latent_channels, 11, 9, dtype=torch.float64))
+    with torch.no_grad():
+        banded = model.nca.run(cells, 3, origin=(2, 7), seeds=torch.tensor([3]))
+        model.nca.banded = False
+        whole = model.nca.run(cells, 3, origin=(2, 7), seeds=torch.tensor([3]))
+    assert float((banded - whole).abs().max()) <= 1e-9

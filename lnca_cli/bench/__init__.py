@@ -8,7 +8,7 @@ it into tables and plots):
   within a memory budget.
 - speed.py, bench_speed: the whole `lnca denoise` command on 1, 12 and 50 megapixel photographs,
   and side by side on each: the restore alone with the fast rule and the previous one, and
-  OpenCV's NL-means.
+  OpenCV's NL-means; and, asked, through each back end (torch, onnxruntime, openvino).
 - train.py, bench_train: training iterations per second, fast rule against the previous one.
 - quality.py, bench_quality: PSNR, SSIM and seconds per megapixel of lnca and its peers (peers.py).
 - steps.py, bench_steps: PSNR and time against the number of NCA steps.
@@ -23,11 +23,12 @@ from lnca_cli.bench.nca import NCASettings, bench_nca, find_max_side, nca_memory
 from lnca_cli.bench.peers import PEERS
 from lnca_cli.bench.quality import (QUALITY_DEGRADATIONS, bench_quality, choose_peers, degrade_image, load_trained,
                                     task_of)
-from lnca_cli.bench.speed import SPEED_MEGAPIXELS, bench_speed, check_speed_settings, make_photo, speed_variants
+from lnca_cli.bench.speed import (SPEED_MEGAPIXELS, backend_variants, bench_speed, check_speed_settings, make_photo,
+                                  speed_variants)
 from lnca_cli.bench.steps import STEP_COUNTS, bench_steps, check_step_counts
 from lnca_cli.bench.train import TrainSettings, bench_train
 
 __all__ = ["NCASettings", "PEERS", "QUALITY_DEGRADATIONS", "SPEED_MEGAPIXELS", "STEP_COUNTS", "TrainSettings",
-           "bench_all", "bench_nca", "bench_quality", "bench_speed", "bench_steps", "bench_train",
+           "backend_variants", "bench_all", "bench_nca", "bench_quality", "bench_speed", "bench_steps", "bench_train",
            "check_speed_settings", "check_step_counts", "choose_peers", "degrade_image", "find_max_side",
            "load_trained", "make_photo", "nca_memory", "set_threads", "speed_variants", "task_of"]

@@ -4,9 +4,10 @@ import json
 import sys
 
 from lnca_cli.bench.nca import nca_memory_here
-from lnca_cli.bench.speed import denoise_here, opencv_here, restore_here
+from lnca_cli.bench.speed import backend_here, denoise_here, opencv_here, restore_here
 
-WORKERS = {"nca-memory": nca_memory_here, "denoise": denoise_here, "restore": restore_here, "opencv": opencv_here}
+WORKERS = {"nca-memory": nca_memory_here, "denoise": denoise_here, "restore": restore_here, "opencv": opencv_here,
+           "backend": backend_here}
 
 job = json.loads(sys.argv[1])
 print(json.dumps(WORKERS[job["job"]](**job["args"])))

@@ -1,6 +1,8 @@
 """The whole tool: `lnca denoise` on 1, 12 and 50 megapixel photographs, each run in a fresh process
 (seconds per megapixel, peak memory), and side by side on each photograph: the restore alone with
-the fast rule and the previous one (previous_rule.py), and OpenCV's NL-means.
+the fast rule and the previous one (previous_rule.py), and OpenCV's NL-means; with `backends`, the
+restore alone through each back end (torch, onnxruntime, openvino; fp32 and bf16 where the CPU has
+it) on the photograph with Gaussian noise, its seconds per megapixel and its PSNR against torch fp32's.
 
 The *_here functions are what the worker processes run (__main__.py).
 """
@@ -20,14 +22,18 @@ import torch.nn.functional as F
 from lnca_cli.bench.harness import (LATENT_PRESET, MIB, Note, fit_line, machine_info, proc_status_kib, quiet, ratio_of,
                                     run_worker)
 from lnca_cli.bench.peers import OPENCV_STRENGTH, PEERS, available
+from lnca_cli.backends import BACKENDS, graph_precision, installed, open_backend
+from lnca_cli.degrade import parse_degradation
 from lnca_cli.devices import cpu_has_bf16, resolve_device, resolve_precision
 from lnca_cli.engine import restore_tensor
 from lnca_cli.errors import SettingsError
 from lnca_cli.hub import WeightsError, find_model, load_weights, save_weights
 from lnca_cli.images import ImageMeta, as_rgb, read_image, write_image
+from lnca_cli.metrics import psnr, quantize8
 from lnca_cli.model import LNCA, PRESETS
 
 SPEED_MEGAPIXELS = (1.0, 12.0, 50.0)
+BACKEND_NOISE = "gaussian:25"  # what the back ends restore, so that their PSNR can be compared
 
 
 def speed_variants(devices: str = "auto") -> list[tuple[str, str]]:
@@ -44,6 +50,26 @@ def speed_variants(devices: str = "auto") -> list[tuple[str, str]]:
         elif cpu_has_bf16():
             variants.append((str(device), "bf16"))
     return variants
+
+
+def backend_variants(backends: str = "torch") -> list[tuple[str, str]]:
+    """(back end, precision) pairs for "all" or a list such as "torch,openvino": torch fp32 first (the
+    reference), then fp32 and bf16 where each runs it; a back end not installed is a SettingsError."""
+    names = list(BACKENDS) if backends == "all" else [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise SettingsError(f"--backend takes all or a list of {', '.join(BACKENDS)}; got '{backends}'")
+    missing = [name for name in names if installed()[name] is None]
+    if missing and backends != "all":
+        raise SettingsError(f"--backend {', '.join(missing)}: not installed (pip install \"lnca[onnx]\" or "
+                            f"\"lnca[openvino]\")")
+    variants = [("torch", "fp32")]
+    for name in (name for name in names if name not in missing):
+        if name == "torch":
+            variants += [("torch", "bf16")] if cpu_has_bf16() else []
+        else:
+            variants += [(name, "fp32")] + ([(name, "bf16")] if graph_precision(name, "auto") == "bf16" else [])
+    return list(dict.fromkeys(variants))
 
 
 def make_photo(path: Path, megapixels: float, source: Path | None = None) -> tuple[int, int]:
@@ -86,11 +112,13 @@ def check_speed_settings(megapixels: tuple[float, ...], repeats: int = 1) -> Non
 
 def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | None = None, steps: int | None = None,
                 devices: str = "auto", threads: int | None = None, repeats: int = 1, source: str | None = None,
-                note: Note = quiet, previous: bool = True) -> dict:
+                note: Note = quiet, previous: bool = True, backends: str = "torch") -> dict:
     """`lnca denoise` on photographs of each size, each run in a fresh process: seconds per megapixel
-    (median of `repeats`) and peak memory (process RSS; GPU memory allocated on CUDA)."""
+    (median of `repeats`) and peak memory (process RSS; GPU memory allocated on CUDA). `backends`
+    other than "torch" ("all", or a list) adds the back ends side by side (_backends_side_by_side)."""
     check_speed_settings(megapixels, repeats)
     variants = speed_variants(devices)
+    backend_rows = backend_variants(backends) if backends != "torch" else []
     rows = []
     with tempfile.TemporaryDirectory(prefix="lnca-bench-") as tmp:
         folder = Path(tmp)
@@ -121,12 +149,14 @@ def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | N
                              "baseline_rss_mib": runs[0]["baseline_rss_mib"],
                              "gpu_peak_mib": runs[0]["gpu_peak_mib"]})
         side_by_side = _side_by_side(photos, weights, steps, threads, previous, note)
-    return {"benchmark": "speed", "machine": machine_info("auto"),
+        by_backend = _backends_side_by_side(photos, weights, steps, threads, backend_rows, repeats, note)
+    return {"benchmark": "speed", "machine": {**machine_info("auto"), "backends": installed()},
             "settings": {"megapixels": list(megapixels), "model": described, "steps": steps or "the model's",
                          "threads": threads or torch.get_num_threads(), "repeats": repeats,
                          "source": source or "a smooth random picture", "tile": "auto",
-                         "default_precision": resolve_precision(torch.device("cpu"))},
-            "rows": rows, "summary": _speed_summary(rows), "side_by_side": side_by_side}
+                         "default_precision": resolve_precision(torch.device("cpu")),
+                         "backends": backends, "backend_noise": BACKEND_NOISE},
+            "rows": rows, "summary": _speed_summary(rows), "side_by_side": side_by_side, "backends": by_backend}
 
 
 def _side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, steps: int | None, threads: int | None,
@@ -156,6 +186,38 @@ def _side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, step
         row["new_over_old"] = ratio_of(row["fast_fp32_seconds"], row.get("previous_fp32_seconds"))
         row["lnca_over_opencv"] = ratio_of(row["fast_default_seconds"], row.get("opencv_seconds"))
         rows.append(row)
+    return rows
+
+
+def _backends_side_by_side(photos: list[tuple[Path, tuple[int, int]]], weights: str, steps: int | None,
+                           threads: int | None, variants: list[tuple[str, str]], repeats: int,
+                           note: Note) -> list[dict]:
+    """Per photograph with BACKEND_NOISE, each (back end, precision) in a fresh process, the repeats
+    interleaved (a, b, c, a, b, c...) so that a busy machine slows all alike: the median seconds of the
+    restore alone (the second run of the photograph, and the first), the seconds to open the back end
+    (export and compile a graph), and the PSNR against
+    the clean photograph, with its change against torch fp32's (variants[0])."""
+    rows = []
+    for path, (width, height) in photos if variants else []:
+        runs: dict[tuple[str, str], list[dict]] = {variant: [] for variant in variants}
+        for repeat in range(repeats):
+            for backend, precision in variants:
+                note(f"speed: the restore alone through {backend} {precision}, {width}x{height} "
+                     f"({repeat + 1}/{repeats})")
+                runs[(backend, precision)].append(run_worker({"job": "backend", "args": {
+                    "path": str(path), "weights": weights, "steps": steps, "backend": backend,
+                    "precision": precision, "threads": threads}}))
+        mp = width * height / 1e6
+        reference = runs[variants[0]][0]
+        reference_seconds = statistics.median(run["seconds"] for run in runs[variants[0]])
+        for (backend, precision), done in runs.items():
+            seconds = statistics.median(run["seconds"] for run in done)
+            rows.append({"megapixels": mp, "width": width, "height": height, "backend": backend,
+                         "precision": precision, "seconds": seconds, "seconds_per_mp": seconds / mp,
+                         "first_seconds_per_mp": statistics.median(run["first_seconds"] for run in done) / mp,
+                         "open_seconds": statistics.median(run["open_seconds"] for run in done),
+                         "speedup": reference_seconds / seconds, "psnr": done[0]["psnr"],
+                         "psnr_change": done[0]["psnr"] - reference["psnr"]})
     return rows
 
 
@@ -243,3 +305,30 @@ def opencv_here(path: str, threads: int | None = None) -> dict:
     start = time.perf_counter()
     cv2.fastNlMeansDenoisingColored(image, None, h, h, 7, 21)
     return {"seconds": time.perf_counter() - start}
+
+
+def backend_here(path: str, weights: str, steps: int | None, backend: str, precision: str,
+                 threads: int | None = None) -> dict:
+    """Seconds of the restore alone (engine.restore_tensor, default tiling) of one photograph with
+    BACKEND_NOISE through one back end: the first run (after a small warm-up; a graph runtime meets
+    each tile shape for the first time), and a second, at shapes it has seen (what a batch of photographs
+    of one size sees); the seconds to open the back end, and the PSNR."""
+    from lnca_cli.devices import keep_freed_memory
+
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory()  # as the CLI does
+    model = load_weights(weights)[0]
+    clean = as_rgb(read_image(path)[0])
+    noisy = parse_degradation(BACKEND_NOISE)(clean[None], torch.Generator().manual_seed(0))[0]
+    start = time.perf_counter()
+    runner = open_backend(backend, model, steps, "cpu", precision)
+    opened = time.perf_counter() - start
+    restore_tensor(noisy[:, :64, :64], model, steps=steps, backend=runner)  # warm-up
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        restored = restore_tensor(noisy, model, steps=steps, backend=runner)
+        seconds.append(time.perf_counter() - start)
+    return {"first_seconds": seconds[0], "seconds": seconds[1], "open_seconds": opened,
+            "psnr": psnr(quantize8(restored[None]), quantize8(clean[None])).item()}

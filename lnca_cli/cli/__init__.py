@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from lnca_cli import __version__
-from lnca_cli.cli import bench, eval, info, models, restore, train
+from lnca_cli.cli import bench, eval, export, info, models, restore, train
 from lnca_cli.cli._options import STATE
 
 app = typer.Typer(
@@ -45,4 +45,5 @@ app.add_typer(models.app, name="models")
 app.command("info")(info.info)
 app.command("train")(train.train)
 app.command("eval")(eval.eval_command)
+app.command("export")(export.export)
 app.add_typer(bench.app, name="bench")

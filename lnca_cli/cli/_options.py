@@ -56,6 +56,13 @@ ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default
                                                       show_default=False)]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]  # each command has its default
 StepsOption = Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")]
+BackendOption = Annotated[str, typer.Option(
+    metavar="torch|onnxruntime|openvino", help='What computes each tile (tiling, I/O and outputs are the same): torch, '
+    'or the model\'s ONNX graph in onnxruntime (pip install "lnca\\[onnx]") or openvino (pip install '
+    '"lnca\\[openvino]"), on the CPU.')]  # checked by backends.check_backend; \\[: Rich would take [onnx] for markup
+GraphOption = Annotated[Optional[str], typer.Option(
+    "--onnx", metavar="FILE.onnx", help="The graph for --backend onnxruntime or openvino, from lnca export (of the "
+    "same model and steps). Default: exported from the model as the run starts.", show_default=False)]
 DataOption = Annotated[str, typer.Option(help="Folder of clean images, e.g. /path/to/Kodak24.")]
 LimitOption = Annotated[Optional[int], typer.Option(help="Only the first N images.")]
 DegradeSeedOption = Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")]

@@ -121,12 +121,15 @@ def bench_speed(
     repeats: Annotated[int, typer.Option(help="Runs per size (the median is reported).")] = 1,
     image: Annotated[Optional[str], typer.Option(help="The photograph to resize to each size. Default: a smooth "
                                                  "random picture.")] = None,
+    backend: Annotated[str, typer.Option(help="torch; or all, or a list such as torch,openvino: also the restore "
+                                         "alone through each back end (fp32, and bf16 where the CPU has it), "
+                                         "s/MP and PSNR against torch fp32.")] = "torch",
     as_json: JsonOption = False, out: OutOption = None, plot: PlotOption = None,
 ) -> None:
     """The whole `lnca denoise` on 1, 12 and 50 MP photographs: seconds per megapixel and peak memory."""
     bench = _bench_setup(threads)
     result = bench.bench_speed(_numbers(megapixels, "--megapixels", float), model, steps,
-                                                  devices, threads, repeats, image, _bench_note)
+                               devices, threads, repeats, image, _bench_note, backends=backend)
     _bench_output(result, as_json, out, plot)
 
 

@@ -54,7 +54,24 @@ def speed_tables(result: dict) -> list[Table]:
         table.add_row(r["device"], r["precision"], f"{r['width']}x{r['height']}", _num(r["megapixels"], 1),
                       _num(r["seconds"], 1), _num(r["seconds_per_mp"], 2), _num(r["peak_rss_mib"], 0),
                       _num(r["gpu_peak_mib"], 0))
-    return [table, side_by_side_table(result)] if result.get("side_by_side") else [table]
+    tables = [table, side_by_side_table(result)] if result.get("side_by_side") else [table]
+    return tables + ([backends_table(result)] if result.get("backends") else [])
+
+
+def backends_table(result: dict) -> Table:
+    """The restore alone through each back end, one after the other on each photograph."""
+    s = result["settings"]
+    table = Table(title=f"The restore alone through each back end, {s['backend_noise']} (median of {s['repeats']}; "
+                        f"s/MP of a second run, at tile shapes seen; PSNR against the clean photograph, and its change "
+                        f"against torch fp32)")
+    for header in ("MP", "back end", "precision", "s/MP", "x torch fp32", "first run s/MP", "open s", "PSNR dB",
+                   "PSNR change dB"):
+        table.add_column(header, justify="right")
+    for r in result["backends"]:
+        table.add_row(_num(r["megapixels"], 1), r["backend"], r["precision"], _num(r["seconds_per_mp"], 2),
+                      _num(r["speedup"], 2), _num(r["first_seconds_per_mp"], 2), _num(r["open_seconds"], 1),
+                      _num(r["psnr"], 2), f"{r['psnr_change']:+.3f}")
+    return table
 
 
 def side_by_side_table(result: dict) -> Table:

@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from lnca_cli.cli._options import (EVAL_DEFAULTS, DataOption, DegradeSeedOption, DeviceOption, LimitOption,
-                                   ModelOption, StepsOption, TaskOption, ThreadsOption, fail, friendly, use_threads)
+from lnca_cli.cli._options import (EVAL_DEFAULTS, BackendOption, DataOption, DegradeSeedOption, DeviceOption,
+                                   GraphOption, LimitOption, ModelOption, StepsOption, TaskOption, ThreadsOption, fail,
+                                   friendly, use_threads)
 from lnca_cli.tasks import get_task
 
 
@@ -21,6 +22,8 @@ def eval_command(
     model: ModelOption() = None,
     steps: StepsOption = None,
     device: DeviceOption = "auto",
+    backend: BackendOption = "torch",
+    graph: GraphOption = None,
     seed: DegradeSeedOption = 0,
     limit: LimitOption = None,
     save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
@@ -37,12 +40,12 @@ def eval_command(
     from lnca_cli.cli.eval_report import format_table
     from lnca_cli.evaluate import evaluate
 
-    settings = RestoreSettings(steps=steps, device=device)
+    settings = RestoreSettings(steps=steps, device=device, backend=backend, graph=graph)
     loaded = prepare(task, model, settings)
     spec = noise or get_task(task).eval_degradation
     try:
         report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save,
-                          oracle=oracle)
+                          oracle=oracle, backend=backend, graph=graph)
     except ValueError as exc:
         fail(str(exc))
     if as_json:

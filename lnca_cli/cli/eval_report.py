@@ -11,7 +11,7 @@ from lnca_cli.evaluate import EvalReport
 
 def format_table(report: EvalReport) -> Table:
     """Per-image scores and, in bold, their mean."""
-    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps")
+    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps, {report.backend}")
     table.add_column("image")
     for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
         table.add_column(header, justify="right")

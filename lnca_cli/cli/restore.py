@@ -13,8 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from lnca_cli.cli._options import (DeviceOption, ModelOption, StepsOption, TaskOption, ThreadsOption, err, fail,
-                                   friendly, print_error, use_threads)
+from lnca_cli.cli._options import (BackendOption, DeviceOption, GraphOption, ModelOption, StepsOption, TaskOption,
+                                   ThreadsOption, err, fail, friendly, print_error, use_threads)
 from lnca_cli.errors import printable
 
 
@@ -82,6 +82,8 @@ def restore(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16. auto: bf16 on a CPU with bf16 "
                                            "arithmetic (AVX512-BF16, AMX), fp32 otherwise.")] = "auto",
     half: Annotated[bool, typer.Option("--half/--no-half", help="Short for --precision fp16 (GPU only).")] = False,
+    backend: BackendOption = "torch",
+    graph: GraphOption = None,
     suffix: Annotated[Optional[str], typer.Option(help="Output name suffix. Default: the task name.")] = None,
     ext: Annotated[Optional[str], typer.Option("--ext", "--format", help="Output format: jpg, png, tif, webp, bmp. "
                                                "Default: the input's.")] = None,
@@ -107,7 +109,8 @@ def restore(
     if half and precision not in ("auto", "fp16"):
         fail(f"--half means --precision fp16, but --precision {precision} was given too")
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
-                               precision="fp16" if half else precision, seed=seed, quality=quality,
+                               precision="fp16" if half else precision, backend=backend, graph=graph, seed=seed,
+                               quality=quality,
                                overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
     if any(job.target == "-" for job in jobs) and sys.stdout.isatty():
