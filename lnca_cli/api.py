@@ -353,6 +353,21 @@ def _disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def restore_job(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
+                on_progress: Callable[[int, int], None] | None = None,
+                stop: Stop | None = None) -> tuple[FileResult, bool]:
+    """One file of a batch (restore_file), and whether it found the disk full: then the next files
+    would fail too, and the batch should stop. Every engine restores its files with this."""
+    result, error = _restore_file(job, model, settings, input_paths, on_progress, stop or Stop())
+    return result, _disk_full(error)
+
+
+def clean_output_folders(jobs: list[Job]) -> None:
+    """Remove the temporary files that killed runs left in the jobs' output folders (see files.py)."""
+    for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
+        remove_stale_temporary_files(folder)
+
+
 def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_result: Callable[[FileResult], None] | None = None,
                   on_progress: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
@@ -361,16 +376,15 @@ def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
     stop.reason says why. First, the temporary files that killed runs left in the output folders go."""
     stop = stop or Stop()
     inputs = frozenset(job.source for job in jobs)
-    for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
-        remove_stale_temporary_files(folder)
+    clean_output_folders(jobs)
     results = []
     for job in jobs:
         if stop.reason:
             break
-        result, error = _restore_file(job, model, settings, inputs, on_progress, stop)
+        result, disk_full = restore_job(job, model, settings, inputs, on_progress, stop)
         results.append(result)
         if on_result:
             on_result(result)
-        if _disk_full(error):
+        if disk_full:
             stop.reason = "the disk is full"
     return results
