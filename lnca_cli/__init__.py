@@ -16,6 +16,8 @@ _PUBLIC = {
     "FileResult": "lnca_cli.api", "Job": "lnca_cli.api", "RestoreSettings": "lnca_cli.api", "Stop": "lnca_cli.api",
     "restore_file": "lnca_cli.api", "restore_files": "lnca_cli.api",
     "restore": "lnca_cli.engine",
+    "Workers": "lnca_cli.distributed", "restore_dataset": "lnca_cli.distributed",
+    "restore_files_on_ray": "lnca_cli.distributed",
     "load_model": "lnca_cli.hub",
 }
 

@@ -56,6 +56,9 @@ ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads. Default
                                                       show_default=False)]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]  # each command has its default
 StepsOption = Annotated[Optional[int], typer.Option(help="NCA steps. Default: the model's.")]
+RayAddressOption = Annotated[Optional[str], typer.Option(help="--engine ray: the Ray cluster to join: auto, "
+                                                         "HOST:PORT or ray://HOST:PORT. Default: a local Ray instance on this "
+                                                         "machine's cores.", show_default=False)]
 DataOption = Annotated[str, typer.Option(help="Folder of clean images, e.g. /path/to/Kodak24.")]
 LimitOption = Annotated[Optional[int], typer.Option(help="Only the first N images.")]
 DegradeSeedOption = Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")]
