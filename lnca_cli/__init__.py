@@ -17,6 +17,8 @@ _PUBLIC = {
     "restore_file": "lnca_cli.api", "restore_files": "lnca_cli.api",
     "restore": "lnca_cli.engine",
     "open_backend": "lnca_cli.backends",
+    "Workers": "lnca_cli.distributed", "restore_dataset": "lnca_cli.distributed",
+    "restore_files_on_ray": "lnca_cli.distributed",
     "load_model": "lnca_cli.hub",
 }
 

@@ -265,10 +265,12 @@ def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: 
                  on_progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Restore one file; never raises for a bad file, never writes over an input or a file lnca did not
     write (unless the job names it and overwrite is set), nor over an earlier output unless overwrite."""
-    return _restore_file(job, model, settings, input_paths, on_progress, Stop(), _open(model, settings))[0]
+    return _restore_file(job, model, settings, input_paths, on_progress, Stop(), backend_for(model, settings))[0]
 
 
-def _open(model: LNCA, settings: RestoreSettings) -> Backend:
+def backend_for(model: LNCA, settings: RestoreSettings) -> Backend:
+    """The back end that computes the settings' tiles; open it once for a batch (a graph back end
+    exports and compiles the model)."""
     return open_backend(settings.backend, model, settings.steps, settings.device, settings.precision, settings.graph)
 
 
@@ -359,6 +361,22 @@ def _disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def restore_job(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str], backend: Backend,
+                on_progress: Callable[[int, int], None] | None = None,
+                stop: Stop | None = None) -> tuple[FileResult, bool]:
+    """One file of a batch (restore_file) through the batch's back end (backend_for), and whether it
+    found the disk full: then the next files would fail too, and the batch should stop. Every engine
+    restores its files with this."""
+    result, error = _restore_file(job, model, settings, input_paths, on_progress, stop or Stop(), backend)
+    return result, _disk_full(error)
+
+
+def clean_output_folders(jobs: list[Job]) -> None:
+    """Remove the temporary files that killed runs left in the jobs' output folders (see files.py)."""
+    for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
+        remove_stale_temporary_files(folder)
+
+
 def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
                   on_result: Callable[[FileResult], None] | None = None,
                   on_progress: Callable[[int, int], None] | None = None, stop: Stop | None = None) -> list[FileResult]:
@@ -368,16 +386,15 @@ def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
     the back end is opened, once for the batch."""
     stop = stop or Stop()
     inputs = frozenset(job.source for job in jobs)
-    for folder in {os.path.dirname(os.path.abspath(job.target)) for job in jobs if job.target != STDIO}:
-        remove_stale_temporary_files(folder)
-    backend, results = _open(model, settings), []
+    clean_output_folders(jobs)
+    backend, results = backend_for(model, settings), []
     for job in jobs:
         if stop.reason:
             break
-        result, error = _restore_file(job, model, settings, inputs, on_progress, stop, backend)
+        result, disk_full = restore_job(job, model, settings, inputs, backend, on_progress, stop)
         results.append(result)
         if on_result:
             on_result(result)
-        if _disk_full(error):
+        if disk_full:
             stop.reason = "the disk is full"
     return results

@@ -278,6 +278,8 @@ def test_the_command_line_defaults_are_the_benchmarks_defaults():
     assert numbers(cli.SPEED_MEGAPIXELS, float) == bench.SPEED_MEGAPIXELS
     assert tuple(cli.QUALITY_DEGRADATIONS.split(",")) == bench.QUALITY_DEGRADATIONS
     assert numbers(cli.STEP_COUNTS) == bench.STEP_COUNTS
+    ray = bench.RayBenchSettings()
+    assert (cli.RAY_IMAGES, cli.RAY_MEGAPIXELS, numbers(cli.RAY_WORKERS)) == (ray.images, ray.megapixels, ray.workers)
 
 
 def test_the_restore_path_never_imports_bench():

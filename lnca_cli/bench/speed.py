@@ -90,7 +90,7 @@ def make_photo(path: Path, megapixels: float, source: Path | None = None) -> tup
     return width, height
 
 
-def _speed_model(model: str | None, folder: Path, note: Note) -> tuple[str, str]:
+def timing_model(model: str | None, folder: Path, note: Note) -> tuple[str, str]:
     """(weights file, description): the given model, else the denoise default, else a random one
     of the shipped configuration (time and memory do not depend on the weights)."""
     if model is not None:
@@ -122,7 +122,7 @@ def bench_speed(megapixels: tuple[float, ...] = SPEED_MEGAPIXELS, model: str | N
     rows = []
     with tempfile.TemporaryDirectory(prefix="lnca-bench-") as tmp:
         folder = Path(tmp)
-        weights, described = _speed_model(model, folder, note)
+        weights, described = timing_model(model, folder, note)
         photos = []
         for mp in sorted(megapixels):
             note(f"speed: making a {mp:g} MP photograph")

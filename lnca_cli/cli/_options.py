@@ -63,6 +63,9 @@ BackendOption = Annotated[str, typer.Option(
 GraphOption = Annotated[Optional[str], typer.Option(
     "--onnx", metavar="FILE.onnx", help="The graph for --backend onnxruntime or openvino, from lnca export (of the "
     "same model and steps). Default: exported from the model as the run starts.", show_default=False)]
+RayAddressOption = Annotated[Optional[str], typer.Option(help="--engine ray: the Ray cluster to join: auto, "
+                                                         "HOST:PORT or ray://HOST:PORT. Default: a local Ray instance on this "
+                                                         "machine's cores.", show_default=False)]
 DataOption = Annotated[str, typer.Option(help="Folder of clean images, e.g. /path/to/Kodak24.")]
 LimitOption = Annotated[Optional[int], typer.Option(help="Only the first N images.")]
 DegradeSeedOption = Annotated[int, typer.Option(help="Seed of the degradations (image i uses seed + i).")]

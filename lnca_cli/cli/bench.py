@@ -9,12 +9,12 @@ import typer
 from rich.console import Console
 
 from lnca_cli.cli._options import (EVAL_DEFAULTS, DataOption, DegradeSeedOption, DeviceOption, LimitOption,
-                                   ModelOption, StepsOption, TaskOption, ThreadsOption, err, fail, friendly,
-                                   use_threads)
+                                   ModelOption, RayAddressOption, StepsOption, TaskOption, ThreadsOption, err, fail,
+                                   friendly, use_threads)
 from lnca_cli.tasks import get_task
 
 app = typer.Typer(help="Benchmarks: latent vs pixel NCA, the tool's speed and memory, quality against other "
-                  "tools, steps vs quality. See docs/BENCHMARKS.md.", no_args_is_help=True,
+                  "tools, steps vs quality, the Ray engine. See docs/BENCHMARKS.md.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 # The benchmarks' defaults as the options show them (lnca_cli.bench is imported only when a bench command runs;
@@ -23,6 +23,7 @@ NCA_SIZES, NCA_TRAIN_SIZES, NCA_BUDGET_MIB, NCA_REPEATS = "32,64,128,256", "32,6
 SPEED_MEGAPIXELS = "1,12,50"
 QUALITY_DEGRADATIONS = "gaussian:15,gaussian:25,gaussian:50,masked:0.5,motion:7,motion:15"
 STEP_COUNTS = "8,16,32,64,128"
+RAY_IMAGES, RAY_MEGAPIXELS, RAY_WORKERS = 24, 0.25, "1,2"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 OutOption = Annotated[Optional[str], typer.Option("--out", help="Also write the JSON to this file.")]
@@ -199,6 +200,28 @@ def bench_steps(
     result = bench.bench_steps(data, loaded, spec, _numbers(step_counts, "--step-counts"), device,
                                                   limit, seed, _bench_note)
     _bench_output(result, as_json, out, plot)
+
+
+@app.command("ray")
+@friendly
+def bench_ray(
+    images: Annotated[int, typer.Option(help="Photographs in the folder.")] = RAY_IMAGES,
+    megapixels: Annotated[float, typer.Option(help="Size of each photograph.")] = RAY_MEGAPIXELS,
+    workers: Annotated[str, typer.Option(help="Counts of Ray workers to time (a CPU thread each).")] = RAY_WORKERS,
+    model: ModelOption("the denoise model, else a random one (timing only)") = None,
+    steps: StepsOption = None,
+    repeats: Annotated[int, typer.Option(help="Runs of each engine, interleaved (the median is reported).")] = 1,
+    ray_address: RayAddressOption = None,
+    as_json: JsonOption = False, out: OutOption = None,
+) -> None:
+    """Images per second on one folder: the local engine against Ray's with 1 and 2 workers, and Ray's costs."""
+    from lnca_cli.distributed import import_ray
+
+    import_ray()  # before anything is measured: without Ray, one line that says how to install it
+    bench = _bench_setup(None)
+    settings = bench.RayBenchSettings(images=images, megapixels=megapixels, workers=_numbers(workers, "--workers"),
+                                      repeats=repeats, model=model, steps=steps, address=ray_address)
+    _bench_output(bench.bench_ray(settings, _bench_note), as_json, out, None)
 
 
 @app.command("all")

@@ -144,6 +144,25 @@ def steps_tables(result: dict) -> list[Table]:
     return [table]
 
 
+def ray_tables(result: dict) -> list[Table]:
+    s, costs, ray = result["settings"], result["overhead"], result["ray"]
+    table = Table(title=f"lnca denoise on {s['images']} photographs of {s['width']}x{s['height']}, {s['model']}: the "
+                        f"local engine and Ray {ray['version']} ({ray['address']}, {ray['cluster_cpus']} CPUs), "
+                        f"median of {s['repeats']}")
+    for header in ("engine", "workers", "threads each", "seconds", "images/s", "speed-up", "same files"):
+        table.add_column(header, justify="left" if header == "engine" else "right")
+    for r in result["rows"]:
+        table.add_row(r["engine"], str(r["workers"] or "-"), str(r["threads"]), _num(r["seconds"], 2),
+                      _num(r["images_per_s"], 2), _num(r["speedup"], 2), "yes" if r["identical"] else "NO")
+    fixed = Table(title=f"What Ray costs, on images of {costs['tiny_side']} px: its start-up, a job's start (1 "
+                        f"image), and each file ({costs['tiny_files']} images, 1 worker vs 1 thread)")
+    for header in ("Ray start-up s", "job start s", "ms/file, ray", "ms/file, local", "overhead ms/file"):
+        fixed.add_column(header, justify="right")
+    fixed.add_row(_num(ray["startup_s"], 2), _num(costs["job_start_s"], 2), _num(costs["ray_per_file_ms"], 1),
+                  _num(costs["local_per_file_ms"], 1), _num(costs["per_file_ms"], 1))
+    return [table, fixed]
+
+
 def _series(rows: list[dict], x: str, ys: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
     return {name: [(row[x], row[key]) for row in rows if row.get(key) is not None] for name, key in ys.items()}
 
@@ -179,7 +198,7 @@ def steps_plot(result: dict) -> Image.Image:
 
 
 TABLES = {"nca": nca_tables, "speed": speed_tables, "train": train_tables, "quality": quality_tables,
-          "steps": steps_tables}
+          "steps": steps_tables, "ray": ray_tables}
 PLOTS = {"nca": nca_plot, "speed": speed_plot, "steps": steps_plot}
 
 

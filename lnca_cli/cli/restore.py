@@ -1,6 +1,7 @@
 """`lnca restore`, and `lnca denoise` / `lnca deblur`: the same command with --task fixed."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -13,8 +14,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from lnca_cli.cli._options import (BackendOption, DeviceOption, GraphOption, ModelOption, StepsOption, TaskOption,
-                                   ThreadsOption, err, fail, friendly, print_error, use_threads)
+from lnca_cli.cli._options import (BackendOption, DeviceOption, GraphOption, ModelOption, RayAddressOption, StepsOption,
+                                   TaskOption, ThreadsOption, err, fail, friendly, print_error, use_threads)
 from lnca_cli.errors import printable
 
 
@@ -99,6 +100,15 @@ def restore(
                                                       show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout.")] = False,
+    engine: Annotated[str, typer.Option(help="local: restore here, file after file; ray: on the workers of a Ray "
+                                        "cluster, or of a local Ray instance (pip install \"lnca\\[ray]\").")] = "local",
+    ray_address: RayAddressOption = None,
+    workers: Annotated[Optional[int], typer.Option(help="--engine ray: worker processes, each with the model loaded "
+                                                   "once. Default: one per CPU (per --threads CPUs), or per "
+                                                   "--gpus-per-worker of the cluster's GPUs.",
+                                                   show_default=False)] = None,
+    gpus_per_worker: Annotated[float, typer.Option(help="--engine ray: GPUs each worker reserves (0.5: two share "
+                                                   "one). Default: none.", show_default=False)] = 0.0,
 ) -> None:
     """Restore images with the model of a task."""
     from lnca_cli.api import RestoreSettings, Stop, plan_jobs, prepare, restore_files
@@ -106,6 +116,7 @@ def restore(
 
     keep_freed_memory()
     use_threads(threads)
+    ray_workers = _ray_workers(engine, ray_address, workers, gpus_per_worker, threads)
     if half and precision not in ("auto", "fp16"):
         fail(f"--half means --precision fp16, but --precision {precision} was given too")
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
@@ -121,7 +132,10 @@ def restore(
     stop = Stop()
     with (Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter,
           stop.on_signals(_say_stopping)):
-        results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_progress, stop)
+        if ray_workers is None:
+            results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_progress, stop)
+        else:
+            results = _restore_on_ray(jobs, loaded, settings, ray_workers, ray_address, reporter, stop)
     failed = [r for r in results if r.status == "failed"]
     if not quiet and not as_json:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
@@ -138,6 +152,33 @@ def restore(
         raise typer.Exit(128 + stop.signal if stop.signal else 1)
     if failed:
         raise typer.Exit(1)
+
+
+def _ray_workers(engine: str, address: str | None, workers: int | None, gpus_per_worker: float,
+                 threads: int | None):
+    """The Ray engine's pool (distributed.Workers), or None for the local engine. Ray's options without
+    --engine ray, and --engine ray without Ray installed, are usage errors, found before any file is read."""
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, got '{engine}'")
+    if engine == "local":
+        given = [name for name, value in (("--ray-address", address), ("--workers", workers),
+                                          ("--gpus-per-worker", gpus_per_worker or None)) if value is not None]
+        if given:
+            fail(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --engine ray")
+        return None
+    from lnca_cli.distributed import Workers, import_ray
+
+    import_ray()
+    return Workers(workers, threads, gpus_per_worker)
+
+
+def _restore_on_ray(jobs, model, settings, workers, address: str | None, reporter: Reporter, stop):
+    """The Ray engine's batch. Ray prints its raylet's messages (a worker that died...) on Python's stdout,
+    which holds --json's lines: while Ray runs, that is stderr (the reporter keeps the real stdout)."""
+    from lnca_cli.distributed import restore_files_on_ray
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return restore_files_on_ray(jobs, model, settings, workers, address, reporter.on_result, stop)
 
 
 def _say_stopping(reason: str) -> None:
