@@ -54,7 +54,7 @@ def weights_sha256(model: LNCA) -> str:
 
 
 def registry_name(model: LNCA) -> str:
-    """The registry's name of a model loaded by name or task (denoise -> denoise-v2), else the name it was
+    """The registry's name of a model loaded by name or task (denoise -> denoise-v3), else the name it was
     loaded by (a path), or "unnamed" for one built in code."""
     info = getattr(model, "info", {})
     name = info.get("name", "unnamed")
