@@ -65,4 +65,4 @@ class PreviousRuleLNCA(LNCA):
                        seeds: torch.Tensor | None = None, on_step=None) -> torch.Tensor:
         z, skip = self.encoder(x)
         cells = run(self.nca, seed(self.nca, z), steps, origin, seeds)
-        return self.decoder(cells[:, self.nca.in_channels: 2 * self.nca.in_channels], skip)
+        return self._image(self.decoder(cells[:, self.nca.in_channels: 2 * self.nca.in_channels], skip), x)
