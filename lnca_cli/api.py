@@ -230,16 +230,18 @@ class Stop:
             self._at_once = False
 
 
-def _same_file(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)  # never raises, not even for a symlink loop
+def resolved_paths(paths: Iterable[str]) -> frozenset[str]:
+    """The real paths of a batch's inputs (stdin left out), resolved once for the batch: each file's
+    target is checked against them, and resolving them per file would cost N^2 for N files."""
+    return frozenset(os.path.realpath(p) for p in paths if p != STDIO)  # realpath never raises
 
 
-def _skip_or_check_target(job: Job, settings: RestoreSettings, input_paths: frozenset[str]) -> bool:
+def _skip_or_check_target(job: Job, settings: RestoreSettings, resolved_inputs: frozenset[str]) -> bool:
     """True if the target is an earlier output of lnca's to keep; raises ImageError, before any work,
     for a target that would replace an input or a file lnca did not write, has no writable format, or
     whose folder cannot be written."""
     target, shown = Path(job.target), printable(job.target)
-    if any(_same_file(job.target, p) for p in input_paths | {job.source} if p != STDIO):
+    if os.path.realpath(job.target) in resolved_inputs | resolved_paths([job.source]):
         raise ImageError(f"output {shown} would overwrite an input file; choose another -o or --suffix")
     if os.path.lexists(target):
         if not written_by_lnca(target) and not (job.named and settings.overwrite):
@@ -261,11 +263,14 @@ def _skip_or_check_target(job: Job, settings: RestoreSettings, input_paths: froz
     return False
 
 
-def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str] = frozenset(),
-                 on_progress: Callable[[int, int], None] | None = None) -> FileResult:
-    """Restore one file; never raises for a bad file, never writes over an input or a file lnca did not
-    write (unless the job names it and overwrite is set), nor over an earlier output unless overwrite."""
-    return _restore_file(job, model, settings, input_paths, on_progress, Stop(), backend_for(model, settings))[0]
+def restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: Iterable[str] = (),
+                 on_progress: Callable[[int, int], None] | None = None, backend: Backend | None = None) -> FileResult:
+    """Restore one file; never raises for a bad file, never writes over an input (its own, or one of
+    `input_paths`) or a file lnca did not write (unless the job names it and overwrite is set), nor over
+    an earlier output unless overwrite. Calling it for many files, pass the back end, opened once with
+    backend_for: a graph back end exports and compiles the model each time it is opened."""
+    backend = backend or backend_for(model, settings)
+    return _restore_file(job, model, settings, resolved_paths(input_paths), on_progress, Stop(), backend)[0]
 
 
 def backend_for(model: LNCA, settings: RestoreSettings) -> Backend:
@@ -274,7 +279,7 @@ def backend_for(model: LNCA, settings: RestoreSettings) -> Backend:
     return open_backend(settings.backend, model, settings.steps, settings.device, settings.precision, settings.graph)
 
 
-def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str],
+def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, resolved_inputs: frozenset[str],
                   on_progress: Callable[[int, int], None] | None, stop: Stop,
                   backend: Backend) -> tuple[FileResult, Exception | None]:
     """restore_file, and the error that failed it (None if it did not fail)."""
@@ -283,7 +288,7 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, input_paths:
     try:
         if job.source != STDIO and not os.path.lexists(job.source):
             raise ImageError(f"{printable(job.source)}: no such file or folder")
-        if job.target != STDIO and _skip_or_check_target(job, settings, input_paths):
+        if job.target != STDIO and _skip_or_check_target(job, settings, resolved_inputs):
             result.status = "skipped"
             return result, error
         source = _read_stdin() if job.source == STDIO else job.source
@@ -361,13 +366,13 @@ def _disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def restore_job(job: Job, model: LNCA, settings: RestoreSettings, input_paths: frozenset[str], backend: Backend,
+def restore_job(job: Job, model: LNCA, settings: RestoreSettings, resolved_inputs: frozenset[str], backend: Backend,
                 on_progress: Callable[[int, int], None] | None = None,
                 stop: Stop | None = None) -> tuple[FileResult, bool]:
-    """One file of a batch (restore_file) through the batch's back end (backend_for), and whether it
-    found the disk full: then the next files would fail too, and the batch should stop. Every engine
-    restores its files with this."""
-    result, error = _restore_file(job, model, settings, input_paths, on_progress, stop or Stop(), backend)
+    """One file of a batch (restore_file) through the batch's back end (backend_for), given the batch's
+    inputs (resolved_paths), and whether it found the disk full: then the next files would fail too,
+    and the batch should stop. Every engine restores its files with this."""
+    result, error = _restore_file(job, model, settings, resolved_inputs, on_progress, stop or Stop(), backend)
     return result, _disk_full(error)
 
 
@@ -385,7 +390,7 @@ def restore_files(jobs: list[Job], model: LNCA, settings: RestoreSettings,
     stop.reason says why. First, the temporary files that killed runs left in the output folders go, and
     the back end is opened, once for the batch."""
     stop = stop or Stop()
-    inputs = frozenset(job.source for job in jobs)
+    inputs = resolved_paths(job.source for job in jobs)
     clean_output_folders(jobs)
     backend, results = backend_for(model, settings), []
     for job in jobs:

@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lnca_cli.api import (STDIO, FileResult, Job, RestoreSettings, Stop, backend_for, clean_output_folders, prepare,
-                          restore_job)
+                          resolved_paths, restore_job)
 from lnca_cli.devices import keep_freed_memory, set_threads, usable_cpus
 from lnca_cli.engine import restore
 from lnca_cli.errors import LncaError, SettingsError, first_line, printable
@@ -190,7 +190,7 @@ class FileWorker(_ModelWorker):
             raise LncaError(f"{platform.node()}: there is no folder {printable(folder)}, where lnca was started; "
                             f"every node must see the inputs and outputs at the same paths") from None
         super().__init__(**model)
-        self.inputs, self.control = inputs, control
+        self.inputs, self.control = resolved_paths(inputs), control  # here, where the files are read
         self.stopping = False  # once the run stops, no file is begun: the worker need not ask again
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

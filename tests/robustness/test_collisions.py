@@ -117,3 +117,20 @@ def test_train_out_never_replaces_a_photo(tmp_path):
     other = lnca("train", "--data", photos, "--out", tmp_path / "holiday.jpg", *TRAIN)
     assert other.exit_code == 2 and "is not an lnca weights file; --overwrite replaces it" in other.stderr
     assert {p: p.read_bytes() for p in originals} == originals
+
+
+def test_the_python_apis_restore_file_keeps_an_input_reached_through_a_link(tmp_path, tiny_model):
+    from lnca_cli.api import Job, RestoreSettings, backend_for, restore_file
+
+    write_photo(tmp_path / "a.png")
+    write_photo(tmp_path / "b.png", seed=1)
+    os.symlink(tmp_path / "b.png", tmp_path / "link.png")
+    original = (tmp_path / "b.png").read_bytes()
+    settings = RestoreSettings()
+    backend = backend_for(tiny_model, settings)  # opened once, for every file below
+    failed = restore_file(Job(str(tmp_path / "a.png"), str(tmp_path / "link.png"), named=True), tiny_model,
+                          RestoreSettings(overwrite=True), input_paths=[str(tmp_path / "b.png")], backend=backend)
+    assert failed.status == "failed" and "overwrite an input" in failed.error
+    assert (tmp_path / "b.png").read_bytes() == original
+    done = restore_file(Job(str(tmp_path / "a.png"), str(tmp_path / "out.png")), tiny_model, settings, backend=backend)
+    assert done.status == "done" and written_by_lnca(tmp_path / "out.png")
