@@ -25,7 +25,7 @@ import torch
 from lnca_cli import __version__
 from lnca_cli.errors import SettingsError, first_line
 from lnca_cli.files import atomic_write
-from lnca_cli.hub import ARCH_KEY, CONFIG_KEY, WeightsError, load_registry, sha256_of
+from lnca_cli.hub import ARCH_KEY, CONFIG_KEY, registry_name, sha256_of
 from lnca_cli.model import LNCA, MAX_STEPS
 
 INPUT_NAME, OUTPUT_NAME = "image", "restored"
@@ -51,18 +51,6 @@ def weights_sha256(model: LNCA) -> str:
     """The sha256 of the weights file the model was loaded from (hub.load_model); "" for one built in code."""
     path = getattr(model, "info", {}).get("path")
     return sha256_of(path) if path else ""
-
-
-def registry_name(model: LNCA) -> str:
-    """The registry's name of a model loaded by name or task (denoise -> denoise-v3), else the name it was
-    loaded by (a path), or "unnamed" for one built in code."""
-    info = getattr(model, "info", {})
-    name = info.get("name", "unnamed")
-    try:
-        entry = load_registry().entry(name)
-    except WeightsError:  # a path, or no registry
-        return name
-    return entry.name if Path(info.get("path", "")).name == entry.filename else name
 
 
 def graph_metadata(model: LNCA, steps: int) -> dict[str, str]:

@@ -359,6 +359,18 @@ def _download(entry: ModelEntry, offline: bool) -> Path:
 # ---------------------------------------------------------------- finding and loading a model
 
 
+def registry_name(model: LNCA) -> str:
+    """The registry's name of a model loaded by name or task (denoise -> denoise-v3), else the name it was
+    loaded by (a path), or "unnamed" for one built in code."""
+    info = getattr(model, "info", {})
+    name = info.get("name", "unnamed")
+    try:
+        entry = load_registry().entry(name)
+    except WeightsError:  # a path, or no registry
+        return name
+    return entry.name if Path(info.get("path", "")).name == entry.filename else name
+
+
 def find_model(name_or_path: str, offline: bool = False) -> Path:
     """A local .safetensors path (used as it is), or a registry model by name or task, verified.
     A folder that happens to share a model's name (./denoise) does not hide the model."""

@@ -124,6 +124,15 @@ def test_quality_rows_per_degradation_and_lnca_matches_lnca_eval(photos):
     assert result["protocol"]["ssim"]["window_size"] == 11
 
 
+def test_quality_names_the_shipped_model_it_ran_so_a_table_is_traceable(photos):
+    from lnca_cli.hub import load_model, load_registry
+
+    model = load_model("deblur")  # by task: the registry's default for it
+    result = bench.bench_quality(photos, {"deblur": model}, ("motion:7",), peers=(), limit=1)
+    lnca_row = next(r for r in result["tables"][0]["rows"] if r["method"] == "lnca")
+    assert lnca_row["settings"].startswith(f"model {load_registry().defaults['deblur']}, ")
+
+
 def test_a_missing_peer_is_reported_not_fatal(photos):
     ghost = Peer("ghost", "noise", "no_such_module_for_lnca", "ghost-pkg", "-", lambda *a: None)
     broken = Peer("broken", "noise", "torch", "torch", "-", lambda image, sigma, kernel: 1 / 0)

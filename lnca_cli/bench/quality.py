@@ -17,7 +17,7 @@ from lnca_cli.devices import resolve_device
 from lnca_cli.engine import restore_tensor
 from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import image_files, score_image
-from lnca_cli.hub import WeightsError, load_model
+from lnca_cli.hub import WeightsError, load_model, registry_name
 from lnca_cli.images import read_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from lnca_cli.model import LNCA
@@ -92,7 +92,7 @@ def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple
         methods: dict[str, Callable] = {"lnca": lambda d, sigma, kernel, i: restore_tensor(
             d, model, steps=steps, device=torch_device, seed=seed + i)}
         rows = {"input": _row("input", "the degraded image itself"),
-                "lnca": _row("lnca", f"model {getattr(model, 'info', {}).get('name', 'unnamed')}, "
+                "lnca": _row("lnca", f"model {registry_name(model)}, "
                                      f"{steps or model.config.steps} steps, blind")}
         for peer in (p for p in peers if p.kind == _kind(spec)):
             rows[peer.name] = _row(peer.name, peer.settings, version(peer))

@@ -23,9 +23,9 @@ def export(
     """Write a model's restore of one tile (encoder, NCA steps, decoder) as an ONNX graph with dynamic height
     and width: RGB float in [0, 1], NCHW, sides multiples of 4 (README: Using a model outside lnca)."""
     from lnca_cli.errors import SettingsError
-    from lnca_cli.export import (DEFAULT_OPSET, build_graph, check_exportable, check_target, registry_name, require,
+    from lnca_cli.export import (DEFAULT_OPSET, build_graph, check_exportable, check_target, require,
                                   write_graph)
-    from lnca_cli.hub import WeightsError, load_model
+    from lnca_cli.hub import WeightsError, load_model, registry_name
 
     require("onnx", "lnca export")
     check_target(onnx, overwrite)  # before the model is loaded and the graph built
