@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +36,7 @@ from lnca_cli.errors import SettingsError
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, psnr, quantize8, ssim
 from lnca_cli.model import LNCA
+from lnca_cli.targets import Target, targets_for
 
 GAP = 4  # pixels of white between the panels of a --save image
 LABEL_HEIGHT = 13  # pixels of the label strip above them (Pillow's default font)
@@ -64,6 +65,7 @@ class EvalReport:
     seed: int = 0
     device: str = "cpu"
     backend: str = "torch fp32"  # what computed the restores, and in which precision
+    targets: list[Target] = field(default_factory=list)  # the quality targets that apply (targets.py)
 
     def mean(self) -> dict[str, float]:
         """The mean of each metric over the images."""
@@ -94,6 +96,7 @@ class EvalReport:
                 },
             },
             "mean": self.mean(),
+            "targets": [target.to_dict() for target in self.targets],
             "images": [dataclasses.asdict(score) for score in self.images],
         }
 
@@ -142,6 +145,9 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
         report.images.append(score)
         if on_image:
             on_image(score)
+    if not oracle:
+        mean = report.mean()
+        report.targets = targets_for(Path(data).name, len(paths), degradation, mean["psnr"], mean["psnr_input"])
     return report
 
 

@@ -194,3 +194,50 @@ def test_the_colour_bias_is_the_mean_signed_error_per_channel_in_levels():
     restored[0] -= 3 / 255  # 3 levels too dark in red
     score = score_image("x.png", clean, clean, restored, 0.0)
     assert (score.bias_r, score.bias_g, score.bias_b) == pytest.approx((-3, 0, 0), abs=1e-3)
+
+
+def _standard_set(tmp_path, name: str, images: int):
+    folder = tmp_path / name
+    folder.mkdir()
+    for i in range(images):
+        write_photo(folder / f"{i:02d}.png", size=(16, 12), seed=i)
+    return folder
+
+
+def test_a_standard_set_shows_its_target_and_whether_it_was_met(tmp_path):
+    from lnca_cli.targets import DEBLUR_GAIN_DB
+
+    kodak = _standard_set(tmp_path, "Kodak24", 24)
+    report = evaluate(random_model(), kodak, "gaussian:25")
+    (target,) = report.targets
+    assert target.psnr == 31.68 and target.reached == report.mean()["psnr"]
+    assert target.met is False  # an untrained model is far from CBM3D
+    written = report.to_dict()["targets"][0]
+    assert written["met"] is False and written["margin_db"] == round(report.mean()["psnr"] - 31.68, 2)
+    assert "target >= 31.68 dB (CBM3D, published)" in str(format_table(report).caption)
+
+    blurred = evaluate(random_model(), kodak, "motion:7", limit=24)  # a limit of the whole set is the set
+    (blur,) = blurred.targets
+    assert blur.psnr == round(blurred.mean()["psnr_input"] + DEBLUR_GAIN_DB, 2)
+    assert blur.what == f"the blurred input + {DEBLUR_GAIN_DB} dB"
+
+
+def test_a_subset_or_an_unknown_folder_has_no_target(tmp_path):
+    kodak = _standard_set(tmp_path, "Kodak24", 24)
+    assert evaluate(random_model(), kodak, "gaussian:25", limit=4).targets == []
+    assert evaluate(random_model(), kodak, "gaussian:15").targets == []  # no target at that level
+    other = _standard_set(tmp_path, "holiday", 3)
+    report = evaluate(random_model(), other, "gaussian:25")
+    assert report.targets == [] and format_table(report).caption is None
+
+
+def test_the_targets_rules():
+    from lnca_cli.targets import targets_for
+
+    (strict,) = targets_for("CBSD68", 68, "gaussian:50", psnr=27.38, psnr_input=15.0)
+    assert strict.strictly_above and not strict.met  # "> 27.38": reaching it is not enough
+    (reach,) = targets_for("CBSD68", 68, "gaussian:25", psnr=30.71, psnr_input=20.5)
+    assert reach.met and "met by 0.00 dB" in reach.line()
+    (blur,) = targets_for("Kodak24", 24, "motion:15", psnr=25.0, psnr_input=24.06)
+    assert blur.psnr == 25.56 and not blur.met and "short by 0.56 dB" in blur.line()
+    assert targets_for("CBSD68", 67, "gaussian:25", 30.0, 20.0) == []

@@ -10,7 +10,7 @@ from lnca_cli.evaluate import EvalReport
 
 
 def format_table(report: EvalReport) -> Table:
-    """Per-image scores and, in bold, their mean."""
+    """Per-image scores and, in bold, their mean; below, the quality targets that apply (targets.py)."""
     table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps, {report.backend}")
     table.add_column("image")
     for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
@@ -19,6 +19,8 @@ def format_table(report: EvalReport) -> Table:
         table.add_row(score.name, *_cells(dataclasses.asdict(score)))
     table.add_section()
     table.add_row("mean", *_cells(report.mean()), style="bold")
+    if report.targets:
+        table.caption = "\n".join(target.line() for target in report.targets)
     return table
 
 
