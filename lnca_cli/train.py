@@ -517,11 +517,19 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
             log_file.close()
 
 
+def read_log(log_path: str | Path) -> list[dict]:
+    """A training log's rows (JSONL), one per phase and iteration in their order. A run killed after
+    its last checkpoint logged batches that its resume does again: the later row of each is kept."""
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    latest = {(row["phase"], row["iteration"]): row for row in rows}
+    return [latest[key] for key in sorted(latest)]
+
+
 def plot_log(log_path: str | Path, png: str | Path) -> None:
     """Draw the loss curves of a training log (JSONL) to a PNG, one line per phase."""
     from lnca_cli.plot import line_plot
 
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    rows = read_log(log_path)
     series = {f"phase {p} loss": [(r["iteration"], r["loss"]) for r in rows if r["phase"] == p] for p in PHASES}
     series = {name: points for name, points in series.items() if points}
     line_plot(series, "lnca training loss", "iteration", "loss", log_y=True).save(png)

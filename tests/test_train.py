@@ -268,3 +268,13 @@ def test_lnca_train_residual_needs_init(tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "m.safetensors"),
                                       "--e2e-iterations", "2", "--residual"])
     assert result.exit_code == 2 and "--residual starts from a trained model" in result.stderr
+
+
+def test_a_resumed_runs_log_keeps_the_later_row_of_a_batch_done_twice(tmp_path):
+    from lnca_cli.train import read_log
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"phase": 3, "iteration": i, "loss": 1.0} for i in (1, 2, 3)]  # killed after 3; checkpoint at 2
+    rows += [{"phase": 3, "iteration": i, "loss": 0.5} for i in (3, 4)]  # the resume does 3 again
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert [(r["iteration"], r["loss"]) for r in read_log(log)] == [(1, 1.0), (2, 1.0), (3, 0.5), (4, 0.5)]
