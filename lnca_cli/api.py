@@ -241,7 +241,8 @@ def _skip_or_check_target(job: Job, settings: RestoreSettings, resolved_inputs: 
     for a target that would replace an input or a file lnca did not write, has no writable format, or
     whose folder cannot be written."""
     target, shown = Path(job.target), printable(job.target)
-    if os.path.realpath(job.target) in resolved_inputs | resolved_paths([job.source]):
+    real_target = os.path.realpath(job.target)
+    if real_target in resolved_inputs or real_target in resolved_paths([job.source]):  # no per-file set copy
         raise ImageError(f"output {shown} would overwrite an input file; choose another -o or --suffix")
     if os.path.lexists(target):
         if not written_by_lnca(target) and not (job.named and settings.overwrite):

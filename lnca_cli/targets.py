@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STANDARD_SETS = {"CBSD68": 68, "Kodak24": 24, "McMaster": 18}  # name -> images
+STANDARD_SETS = {"CBSD68": 68, "Kodak24": 24}  # the sets with a target: name -> images
 #: (set, degradation) -> (what the target is, its PSNR in dB, whether the PSNR must be above it, not just reach it)
 DENOISE_TARGETS = {
     ("CBSD68", "gaussian:25"): ("CBM3D, published", 30.71, False),
