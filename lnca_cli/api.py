@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from lnca_cli.backends import DEFAULT_BACKEND, Backend, check_backend, open_backend
 from lnca_cli.devices import DeviceError
 from lnca_cli.engine import check_tile, restore_tensor
+from lnca_cli.ensemble import check_ensemble
 from lnca_cli.errors import Interrupted, SettingsError, first_line, printable
 from lnca_cli.files import remove_stale_temporary_files
 from lnca_cli.hub import WeightsError, load_model
@@ -55,6 +56,7 @@ class RestoreSettings:
     backend: str = DEFAULT_BACKEND  # what computes each tile: backends.BACKENDS
     graph: str | None = None  # an ONNX graph file (lnca export) for a graph back end; None: built from the model
     seed: int = 0
+    ensemble: int = 1  # views of each image restored and averaged (ensemble.py)
     quality: int | None = None  # JPEG/WebP quality; None: 95, or a JPEG input's own when higher
     overwrite: bool = False
     offline: bool = False  # use bundled or cached models only, never download
@@ -167,6 +169,7 @@ def prepare(task: str, model_name: str | None, settings: RestoreSettings) -> LNC
         raise SettingsError(f"--steps must be between 1 and {MAX_STEPS}, got {settings.steps}")
     if not SEEDS[0] <= settings.seed <= SEEDS[1]:
         raise SettingsError(f"--seed must be between {SEEDS[0]} and {SEEDS[1]} (64 bits), got {settings.seed}")
+    check_ensemble(settings.ensemble)
     if settings.quality is not None and not 1 <= settings.quality <= 100:
         raise SettingsError(f"--quality must be between 1 and 100, got {settings.quality}")
     if settings.max_pixels is not None and settings.max_pixels < 0:
@@ -296,7 +299,7 @@ def _restore_file(job: Job, model: LNCA, settings: RestoreSettings, resolved_inp
         pixels, meta = read_image(source, settings.max_pixels)
         result.size = [pixels.shape[-1], pixels.shape[-2]]
         restored = restore_tensor(pixels, model, steps=settings.steps, tile=settings.tile, seed=settings.seed,
-                                  on_progress=on_progress, backend=backend)
+                                  on_progress=on_progress, backend=backend, ensemble=settings.ensemble)
         del pixels  # the input's memory is free before the output is encoded
         if job.target == STDIO:
             fmt = job.format or (meta.format if meta.format in WRITE_FORMATS else "PNG")

@@ -231,7 +231,7 @@ class ImageWorker(_ModelWorker):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.settings
         batch[self.column] = [restore(image, self.model, steps=s.steps, tile=s.tile, seed=s.seed,
-                                      backend=self.backend)  # the back end holds the device and precision
+                                      backend=self.backend, ensemble=s.ensemble)  # the back end holds the device and precision
                               for image in batch[self.column]]
         return batch
 
@@ -377,7 +377,7 @@ def restore_dataset(dataset, model: str | None = None, task: str = "denoise", se
     dtype back, the other columns as they are. Lazy, as Ray Data's transforms are: it runs when the
     result is consumed or written; rows keep their order only if Ray Data is told to
     (DataContext.get_current().execution_options.preserve_order = True), so carry a key column. The pool leaves a CPU of the cluster to the rest of the pipeline
-    (reading, writing). The settings (steps, device, tile, precision, seed) are checked and the model
+    (reading, writing). The settings (steps, device, tile, precision, seed, ensemble) are checked and the model
     found here first (a SettingsError); Ray is connected (ray.init()) if it is not yet."""
     settings = settings or RestoreSettings()
     loaded = prepare(task, model, settings)

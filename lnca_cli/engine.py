@@ -16,6 +16,7 @@ import torch
 
 from lnca_cli.backends import Backend, open_backend
 from lnca_cli.devices import release_freed_memory, resolve_device, threads_for
+from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
@@ -51,20 +52,22 @@ def check_tile(model: LNCA, steps: int, tile_px: int) -> None:
 def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
                    tile: int | str = "auto", precision: str = "auto", seed: int = 0,
                    on_progress: Callable[[int, int], None] | None = None,
-                   backend: str | Backend = "torch") -> torch.Tensor:
+                   backend: str | Backend = "torch", ensemble: int = 1) -> torch.Tensor:
     """Restore a (C, H, W) float image in [0, 1] (C = 1 or 3); returns the same shape on the CPU.
 
     `tile` is the core side in pixels (0: no tiling, "auto": see auto_tile); `seed` fixes the
     stochastic updates of models with update_rate < 1; on_progress(done, total) reports progress
     in NCA steps (each tile's, in turn), so that even a one-tile image shows it moving. `backend`
     computes each tile: a name (backends.BACKENDS, opened for this call) or one opened with
-    backends.open_backend for many calls, whose own device and precision then hold.
+    backends.open_backend for many calls, whose own device and precision then hold. `ensemble`
+    restores that many views of the image and averages them (ensemble.py).
     """
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got shape {tuple(image.shape)}")
     steps = model.config.steps if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    check_ensemble(ensemble)
     if not isinstance(backend, Backend):
         backend = open_backend(backend, model, steps, device, precision)
     device = backend.device
@@ -73,19 +76,35 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     check_tile(model, steps, tile_px)
 
     rgb = as_rgb(image)
-    height, width = rgb.shape[-2:]
-    grid_h, grid_w = math.ceil(height / scale), math.ceil(width / scale)
-    tiles = plan_tiles(grid_h, grid_w, tile_px // scale if tile_px else 0, model.halo(steps))
-    output = torch.empty((3, height, width), dtype=torch.float32)
+    views = {view: to_view(rgb, view) for view in VIEWS[ensemble]}
+    plans = {view: plan_tiles(*_grid(pixels, scale), tile_px // scale if tile_px else 0, model.halo(steps))
+             for view, pixels in views.items()}
     seeds = torch.full((1,), seed, dtype=torch.long, device=device)
-    on_step = _step_counter(len(tiles) * steps, on_progress)
-    with threads_for(grid_h * grid_w, device):
-        for t in tiles:
-            output_window = _restore_window(rgb, t, backend, steps, scale, seeds, on_step)
-            paste_core(output, output_window, t, scale)
-            del output_window
-            release_freed_memory()
-    return _like(output, image)
+    on_step = _step_counter(sum(map(len, plans.values())) * steps, on_progress)
+    output = None
+    with threads_for(math.prod(_grid(rgb, scale)), device):
+        for view, pixels in views.items():
+            restored = from_view(_restore_tiles(pixels, plans[view], backend, steps, scale, seeds, on_step), view)
+            output = restored if output is None else output.add_(restored)
+            del restored
+    return _like(output.div_(len(views)) if len(views) > 1 else output, image)
+
+
+def _grid(image: torch.Tensor, scale: int) -> tuple[int, int]:
+    """The latent grid's (rows, columns) for an image."""
+    return math.ceil(image.shape[-2] / scale), math.ceil(image.shape[-1] / scale)
+
+
+def _restore_tiles(image: torch.Tensor, tiles: list[Tile], backend: Backend, steps: int, scale: int,
+                   seeds: torch.Tensor, on_step: Callable[[], None] | None) -> torch.Tensor:
+    """The (3, H, W) image restored tile by tile, each tile's core pasted into the output."""
+    output = torch.empty((3, *image.shape[-2:]), dtype=torch.float32)
+    for t in tiles:
+        output_window = _restore_window(image, t, backend, steps, scale, seeds, on_step)
+        paste_core(output, output_window, t, scale)
+        del output_window
+        release_freed_memory()
+    return output
 
 
 def _step_counter(total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[], None] | None:
@@ -126,14 +145,15 @@ def _restore_window(image: torch.Tensor, t: Tile, backend: Backend, steps: int, 
 
 def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",
             tile: int | str = "auto", precision: str = "auto", seed: int = 0,
-            on_progress: Callable[[int, int], None] | None = None, backend: str | Backend = "torch"):
+            on_progress: Callable[[int, int], None] | None = None, backend: str | Backend = "torch",
+            ensemble: int = 1):
     """Restore a torch (C, H, W) float tensor in [0, 1], or a numpy (H, W) / (H, W, C) array.
 
     Arrays may be uint8, uint16 or float in [0, 1]; the result has the input's type, layout and dtype.
     An alpha channel (4th channel of an array) is passed through untouched.
     """
     kwargs = dict(steps=steps, device=device, tile=tile, precision=precision, seed=seed, on_progress=on_progress,
-                  backend=backend)
+                  backend=backend, ensemble=ensemble)
     if isinstance(image, torch.Tensor):
         return restore_tensor(image, model, **kwargs)
     array = np.asarray(image)

@@ -32,6 +32,7 @@ from lnca_cli.backends import open_backend
 from lnca_cli.degrade import parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import oracle_tensor, restore_tensor
+from lnca_cli.ensemble import check_ensemble
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
 from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, psnr, quantize8, ssim
@@ -65,6 +66,7 @@ class EvalReport:
     seed: int = 0
     device: str = "cpu"
     backend: str = "torch fp32"  # what computed the restores, and in which precision
+    ensemble: int = 1  # views restored and averaged per image (ensemble.py)
     targets: list[Target] = field(default_factory=list)  # the quality targets that apply (targets.py)
 
     def mean(self) -> dict[str, float]:
@@ -77,6 +79,7 @@ class EvalReport:
             "degradation": self.degradation,
             "model": self.model,
             "steps": self.steps,
+            "ensemble": self.ensemble,
             "device": self.device,
             "backend": self.backend,
             "protocol": {
@@ -105,13 +108,14 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
              device: str | torch.device = "cpu", tile: int | str = "auto", seed: int = 0,
              limit: int | None = None, save: str | Path | None = None, oracle: bool = False,
              on_image: Callable[[ImageScore], None] | None = None, backend: str = "torch",
-             graph: str | Path | None = None) -> EvalReport:
+             graph: str | Path | None = None, ensemble: int = 1) -> EvalReport:
     """Score `model` on the clean images in the folder `data` under `degradation` (see the module doc).
 
     `limit` keeps the first N images; `save` is a folder that gets one PNG per image, degraded |
     restored | clean side by side; `on_image` is called with each image's score as it is done.
     `oracle` scores the autoencoder's ceiling instead of the model (see LNCA.oracle), in torch.
-    `backend` computes the restores (backends.py; `graph`: its ONNX file), at its default precision.
+    `backend` computes the restores (backends.py; `graph`: its ONNX file), at its default precision;
+    `ensemble` views of each image are restored and averaged (ensemble.py).
     Bad settings and a folder without images raise SettingsError before any restoring.
     """
     degrade = parse_degradation(degradation)
@@ -121,13 +125,16 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
     steps = model.config.steps if steps is None else steps
     if oracle and backend != "torch":
         raise SettingsError("the oracle runs in torch only; leave out --backend")
+    check_ensemble(ensemble)
+    if oracle and ensemble != 1:
+        raise SettingsError("the oracle is one view; leave out --ensemble")
     runner = None if oracle else open_backend(backend, model, steps, device, graph=graph)
     device = runner.device if runner else resolve_device(device) if isinstance(device, str) else device
     if save is not None:
         Path(save).mkdir(parents=True, exist_ok=True)
     name = model_name(model) + (" (oracle)" if oracle else "")
     report = EvalReport(degradation, name, steps, [], seed=seed, device=str(device),
-                        backend=f"{runner.name} {runner.precision}" if runner else "torch fp32")
+                        backend=f"{runner.name} {runner.precision}" if runner else "torch fp32", ensemble=ensemble)
     panel_names = _panel_names(paths)
     for index, path in enumerate(paths):
         clean, _ = read_image(path)
@@ -137,7 +144,8 @@ def evaluate(model: LNCA, data: str | Path, degradation: str, *, steps: int | No
         if oracle:
             restored = oracle_tensor(clean, degraded, model, device)
         else:
-            restored = restore_tensor(degraded, model, steps=steps, tile=tile, seed=seed + index, backend=runner)
+            restored = restore_tensor(degraded, model, steps=steps, tile=tile, seed=seed + index, backend=runner,
+                                      ensemble=ensemble)
         seconds = time.perf_counter() - start
         score = score_image(path.name, clean, degraded, restored, seconds)
         if save is not None:

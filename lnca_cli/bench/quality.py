@@ -15,6 +15,7 @@ from lnca_cli.bench.peers import PEERS, Peer, available, version
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import restore_tensor
+from lnca_cli.ensemble import check_ensemble
 from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import image_files, score_image
 from lnca_cli.hub import WeightsError, load_model, registry_name
@@ -80,20 +81,28 @@ def _kind(spec: str) -> str:
 
 def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple[str, ...] = QUALITY_DEGRADATIONS,
                   peers: tuple[Peer, ...] = PEERS, steps: int | None = None, device: str = "cpu",
-                  limit: int | None = None, seed: int = 0, note: Note = quiet) -> dict:
-    """One table per degradation: the degraded input, lnca (models: task -> model) and each peer that
-    applies, on the same degraded images; mean PSNR/SSIM and seconds per megapixel."""
+                  limit: int | None = None, seed: int = 0, note: Note = quiet, ensembles: tuple[int, ...] = (1,)) -> dict:
+    """One table per degradation: the degraded input, lnca (models: task -> model; a row per count of
+    `ensembles`, ensemble.py) and each peer that applies, on the same degraded images; mean PSNR/SSIM
+    and seconds per megapixel."""
+    if not ensembles:
+        raise SettingsError("--ensembles needs at least one count")
+    for views in ensembles:
+        check_ensemble(views)
     paths = image_files(data)[:limit]
     torch_device = resolve_device(device)
     tables = []
     for spec in degradations:
         task = task_of(spec)
         model = models[task]
-        methods: dict[str, Callable] = {"lnca": lambda d, sigma, kernel, i: restore_tensor(
-            d, model, steps=steps, device=torch_device, seed=seed + i)}
-        rows = {"input": _row("input", "the degraded image itself"),
-                "lnca": _row("lnca", f"model {registry_name(model)}, "
-                                     f"{steps or model.config.steps} steps, blind")}
+        rows = {"input": _row("input", "the degraded image itself")}
+        methods: dict[str, Callable] = {}
+        for views in ensembles:
+            name = "lnca" if views == 1 else f"lnca x{views}"
+            methods[name] = lambda d, sigma, kernel, i, views=views: restore_tensor(
+                d, model, steps=steps, device=torch_device, seed=seed + i, ensemble=views)
+            rows[name] = _row(name, f"model {registry_name(model)}, {steps or model.config.steps} steps, blind"
+                                    + (f", {views} views averaged" if views > 1 else ""))
         for peer in (p for p in peers if p.kind == _kind(spec)):
             rows[peer.name] = _row(peer.name, peer.settings, version(peer))
             if available(peer):
@@ -118,7 +127,8 @@ def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple
         tables.append({"degradation": spec, "task": task, "images": len(paths), "megapixels": megapixels,
                        "rows": [_mean(row, megapixels) for row in rows.values()]})
     return {"benchmark": "quality", "machine": machine_info(device), "data": str(data),
-            "settings": {"steps": steps or "the model's", "device": str(torch_device), "limit": limit, "seed": seed},
+            "settings": {"steps": steps or "the model's", "ensembles": list(ensembles), "device": str(torch_device),
+                         "limit": limit, "seed": seed},
             "protocol": _protocol(), "tables": tables}
 
 

@@ -161,6 +161,8 @@ def bench_quality(
     peers: Annotated[Optional[str], typer.Option(help="Only these peers (comma-separated names). Default: all.")]
     = None,
     steps: StepsOption = None,
+    ensembles: Annotated[str, typer.Option(help="lnca rows: comma-separated --ensemble counts (1, 2, 4, 8), one row "
+                                           "each.")] = "1",
     device: DeviceOption = "cpu",
     threads: ThreadsOption = None,
     limit: LimitOption = None,
@@ -174,7 +176,7 @@ def bench_quality(
     tasks = [bench.task_of(spec) for spec in specs]
     models = _trained(bench, model, tasks)
     result = bench.bench_quality(data, models, specs, chosen, steps, device, limit, seed,
-                                                    _bench_note)
+                                 _bench_note, _numbers(ensembles, "--ensembles"))
     _bench_output(result, as_json, out, None)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from lnca_cli.cli._options import (EVAL_DEFAULTS, BackendOption, DataOption, DegradeSeedOption, DeviceOption,
-                                   GraphOption, LimitOption, ModelOption, StepsOption, TaskOption, ThreadsOption, fail,
+                                   EnsembleOption, GraphOption, LimitOption, ModelOption, StepsOption, TaskOption, ThreadsOption, fail,
                                    friendly, use_threads)
 from lnca_cli.tasks import get_task
 
@@ -21,6 +21,7 @@ def eval_command(
                                                  "task: " + EVAL_DEFAULTS)] = None,
     model: ModelOption() = None,
     steps: StepsOption = None,
+    ensemble: EnsembleOption = 1,
     device: DeviceOption = "auto",
     backend: BackendOption = "torch",
     graph: GraphOption = None,
@@ -40,12 +41,12 @@ def eval_command(
     from lnca_cli.cli.eval_report import format_table
     from lnca_cli.evaluate import evaluate
 
-    settings = RestoreSettings(steps=steps, device=device, backend=backend, graph=graph)
+    settings = RestoreSettings(steps=steps, device=device, backend=backend, graph=graph, ensemble=ensemble)
     loaded = prepare(task, model, settings)
     spec = noise or get_task(task).eval_degradation
     try:
         report = evaluate(loaded, data, spec, steps=steps, device=device, seed=seed, limit=limit, save=save,
-                          oracle=oracle, backend=backend, graph=graph)
+                          oracle=oracle, backend=backend, graph=graph, ensemble=ensemble)
     except ValueError as exc:
         fail(str(exc))
     if as_json:

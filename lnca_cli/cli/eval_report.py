@@ -11,7 +11,8 @@ from lnca_cli.evaluate import EvalReport
 
 def format_table(report: EvalReport) -> Table:
     """Per-image scores and, in bold, their mean; below, the quality targets that apply (targets.py)."""
-    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps, {report.backend}")
+    views = f", {report.ensemble} views averaged" if report.ensemble > 1 else ""
+    table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps{views}, {report.backend}")
     table.add_column("image")
     for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
         table.add_column(header, justify="right")

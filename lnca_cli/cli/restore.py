@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from lnca_cli.cli._options import (BackendOption, DeviceOption, GraphOption, ModelOption, RayAddressOption, StepsOption,
+from lnca_cli.cli._options import (BackendOption, DeviceOption, EnsembleOption, GraphOption, ModelOption, RayAddressOption, StepsOption,
                                    TaskOption, ThreadsOption, err, fail, friendly, print_error, use_threads)
 from lnca_cli.errors import printable
 
@@ -78,6 +78,7 @@ def restore(
     offline: Annotated[bool, typer.Option("--offline", help="Never download a model: use bundled or cached ones "
                                           "(also HF_HUB_OFFLINE=1).")] = False,
     steps: StepsOption = None,
+    ensemble: EnsembleOption = 1,
     tile: Annotated[str, typer.Option(help="Tile side in pixels; 0 for no tiling; auto from memory.")] = "auto",
     device: DeviceOption = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16. auto: bf16 on a CPU with bf16 "
@@ -121,7 +122,7 @@ def restore(
         fail(f"--half means --precision fp16, but --precision {precision} was given too")
     settings = RestoreSettings(steps=steps, device=device, tile=_parse_tile(tile),
                                precision="fp16" if half else precision, backend=backend, graph=graph, seed=seed,
-                               quality=quality,
+                               ensemble=ensemble, quality=quality,
                                overwrite=overwrite, offline=offline, max_pixels=max_pixels)
     jobs = plan_jobs(paths, task, output, suffix, ext, recursive)
     if any(job.target == "-" for job in jobs) and sys.stdout.isatty():
