@@ -230,8 +230,8 @@ class ImageWorker(_ModelWorker):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.settings
-        batch[self.column] = [restore(image, self.model, steps=s.steps, tile=s.tile, seed=s.seed,
-                                      backend=self.backend, ensemble=s.ensemble)  # the back end holds the device and precision
+        batch[self.column] = [restore(image, self.model, steps=s.steps, tile=s.tile, seed=s.seed, ensemble=s.ensemble,
+                                      backend=self.backend)  # the back end holds the device and precision
                               for image in batch[self.column]]
         return batch
 

@@ -144,12 +144,14 @@ def test_restore_dataset_restores_each_image_as_restore_does(ray_instance, tiny_
 
     items = [{"image": image, "name": f"photo{i}"} for i, image in enumerate(sizes)]
     from_items = restore_dataset(ray_instance.data.from_items(items), tiny_weights, workers=workers,
-                                 settings=RestoreSettings(steps=2)).take_all()
+                                 settings=RestoreSettings(steps=2, ensemble=2)).take_all()
     from_items = sorted(from_items, key=lambda row: row["name"])
     assert [row["name"] for row in from_items] == ["photo0", "photo1"]  # other columns as they were
     for row, image in zip(from_items, sizes):
         assert row["image"].dtype == np.uint8 and row["image"].shape == image.shape
-        np.testing.assert_array_equal(row["image"], restore(image, model, steps=2))
+        np.testing.assert_array_equal(row["image"], restore(image, model, steps=2, ensemble=2))
+    assert any(not np.array_equal(row["image"], restore(image, model, steps=2))  # the views were restored
+               for row, image in zip(from_items, sizes))
 
 
 def test_restore_dataset_checks_its_settings_first(ray_instance, tiny_weights):

@@ -81,7 +81,8 @@ def _kind(spec: str) -> str:
 
 def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple[str, ...] = QUALITY_DEGRADATIONS,
                   peers: tuple[Peer, ...] = PEERS, steps: int | None = None, device: str = "cpu",
-                  limit: int | None = None, seed: int = 0, note: Note = quiet, ensembles: tuple[int, ...] = (1,)) -> dict:
+                  limit: int | None = None, seed: int = 0, note: Note = quiet,
+                  ensembles: tuple[int, ...] = (1,)) -> dict:
     """One table per degradation: the degraded input, lnca (models: task -> model; a row per count of
     `ensembles`, ensemble.py) and each peer that applies, on the same degraded images; mean PSNR/SSIM
     and seconds per megapixel."""

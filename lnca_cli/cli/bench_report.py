@@ -129,8 +129,8 @@ def method_table(result: dict) -> Table:
     rows = {(r["method"], r["settings"]): r
             for part in result["tables"] for r in part["rows"] if r["method"] != "input"}
     for r in rows.values():
-        table.add_row(r["method"], r.get("version") or ("lnca " + __version__ if r["method"].startswith("lnca") else "-"),
-                      r["settings"])
+        lnca_version = "lnca " + __version__ if r["method"].startswith("lnca") else "-"
+        table.add_row(r["method"], r.get("version") or lnca_version, r["settings"])
     return table
 
 

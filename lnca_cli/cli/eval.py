@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from lnca_cli.cli._options import (EVAL_DEFAULTS, BackendOption, DataOption, DegradeSeedOption, DeviceOption,
-                                   EnsembleOption, GraphOption, LimitOption, ModelOption, StepsOption, TaskOption, ThreadsOption, fail,
-                                   friendly, use_threads)
+                                   EnsembleOption, GraphOption, LimitOption, ModelOption, StepsOption, TaskOption,
+                                   ThreadsOption, fail, friendly, use_threads)
 from lnca_cli.tasks import get_task
 
 

@@ -14,8 +14,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from lnca_cli.cli._options import (BackendOption, DeviceOption, EnsembleOption, GraphOption, ModelOption, RayAddressOption, StepsOption,
-                                   TaskOption, ThreadsOption, err, fail, friendly, print_error, use_threads)
+from lnca_cli.cli._options import (BackendOption, DeviceOption, EnsembleOption, GraphOption, ModelOption,
+                                   RayAddressOption, StepsOption, TaskOption, ThreadsOption, err, fail, friendly,
+                                   print_error, use_threads)
 from lnca_cli.errors import printable
 
 
