@@ -78,6 +78,7 @@ PRESETS = {
     "paper": LNCAConfig(),  # the paper's exact sizes: 3.7k autoencoder + 47k NAFCA
     "wide": LNCAConfig(ae_channels=16, latent_channels=48),  # wider latent and skip: see weights/README.md
     "wide-dw": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise"),  # ... and NAFNet's 3x3
+    "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # a wider rule
 }
 
 
@@ -205,6 +206,32 @@ class NAFCA(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.beta = nn.Parameter(torch.zeros(1, d, 1, 1))  # NCHW-shaped, as in the weights files
         self.gamma = nn.Parameter(torch.zeros(1, d, 1, 1))
+
+    @torch.no_grad()
+    def grow_from(self, narrower: "NAFCA") -> None:
+        """Take a rule of the same cells but a smaller embed_dim, so that this wider one computes
+        exactly what it did: its weights go where its channels meet in the gates, and the new
+        channels start as this rule's random init, read by no one (their columns in the spatial
+        gate, project and ffn_out are zero) until training gives them a use."""
+        e0, e1 = narrower.expand.out_channels, self.expand.out_channels
+        if e0 > e1 or e0 % 2 or narrower.norm1.normalized_shape != self.norm1.normalized_shape:
+            raise ValueError(f"a rule of {e1} channels can only grow from a narrower one of the same cells")
+        # simple_gate multiplies channel i by channel e + i; the split's channel j reads expand's j // 2
+        gated = [*range(e0), *range(e1, e1 + e0)]  # where the narrower rule's 2 * e0 gated channels go
+        expanded = [*range(e0 // 2), *range(e1 // 2, e1 // 2 + e0 // 2)]  # ... and its e0 expanded ones
+        for mine, theirs, rows in ((self.expand, narrower.expand, expanded), (self.split, narrower.split, gated),
+                                   (self.ffn_in, narrower.ffn_in, gated)):
+            mine.weight[rows] = theirs.weight
+            mine.bias[rows] = theirs.bias
+        for mine, theirs in ((self.spatial_gate, narrower.spatial_gate), (self.project, narrower.project),
+                             (self.ffn_out, narrower.ffn_out)):
+            mine.weight.zero_()
+            mine.weight[:, :e0] = theirs.weight
+            mine.bias.copy_(theirs.bias)
+        for name in ("norm1", "norm2", "norm3", "update"):
+            getattr(self, name).load_state_dict(getattr(narrower, name).state_dict())
+        self.beta.copy_(narrower.beta)
+        self.gamma.copy_(narrower.gamma)
 
     def flops_per_cell(self) -> int:
         """Multiply-adds (x2) of one step of one cell: the convs' weights, each used once per cell.
@@ -386,6 +413,16 @@ class LNCA(nn.Module):
         height, width = x.shape[-2:]
         out = self.restore_padded(pad_to_multiple(x, self.config.downsample), steps or self.config.steps)
         return out[..., :height, :width]
+
+    def grow_from(self, narrower: "LNCA") -> None:
+        """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from):
+        this one then restores exactly as that one does, and can train on with more width."""
+        theirs = dataclasses.replace(narrower.config, embed_dim=self.config.embed_dim, steps=self.config.steps)
+        if theirs != self.config:
+            raise ValueError("only the rule's width (embed_dim) may differ from the model it grows from")
+        self.encoder.load_state_dict(narrower.encoder.state_dict())
+        self.decoder.load_state_dict(narrower.decoder.state_dict())
+        self.nca.rule.grow_from(narrower.nca.rule)
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""

@@ -374,11 +374,15 @@ class Trainer:
         return {1: self.cfg.ae_iterations, 2: self.cfg.nca_iterations, 3: self.cfg.e2e_iterations}[phase]
 
     def adopt_model(self, source: LNCA) -> None:
-        """Start from a trained model of the same sizes and go straight to phase 3 (end to end). A
-        residual model taken from one that is not starts as the identity (Decoder.start_as_identity)."""
+        """Start from a trained model of the same sizes, or of a narrower rule (LNCA.grow_from), and go
+        straight to phase 3 (end to end). A residual model taken from one that is not starts as the
+        identity (Decoder.start_as_identity)."""
         try:
-            self.model.load_state_dict(source.state_dict())
-        except RuntimeError:
+            if source.config.embed_dim < self.model.config.embed_dim:
+                self.model.grow_from(source)
+            else:
+                self.model.load_state_dict(source.state_dict())
+        except (RuntimeError, ValueError):
             raise ValueError(f"it does not fit preset '{self.cfg.preset}'") from None
         if source.config.residual and not self.model.config.residual:
             raise ValueError("its decoder gives a correction to the input (residual output): give --residual")

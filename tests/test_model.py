@@ -198,3 +198,30 @@ def test_oracle_decodes_the_clean_latent_with_the_degraded_skip():
         expected = model.decoder(z_clean, skip)[..., :18, :22]
     assert torch.allclose(out, expected, atol=1e-6)  # the model runs channels_last: rounding differs
     assert not torch.equal(out, model.oracle(degraded, degraded))
+
+
+@pytest.mark.parametrize("perception", ["gate", "depthwise"])
+def test_a_wider_rule_grown_from_a_narrower_one_restores_exactly_as_it_did(perception):
+    narrow_config = LNCAConfig(**{**TINY.to_dict(), "perception": perception})
+    narrow = random_model(narrow_config, sharp=True)
+    with torch.no_grad():  # sharp leaves beta and gamma at zero: make both residual branches count
+        narrow.nca.rule.beta.normal_()
+        narrow.nca.rule.gamma.normal_()
+    wide = LNCA(LNCAConfig(**{**narrow_config.to_dict(), "embed_dim": 2 * TINY.embed_dim, "steps": 7})).eval()
+    image = torch.rand(2, 3, 20, 24)
+    assert not torch.allclose(wide(image, steps=3), narrow(image, steps=3))
+    wide.grow_from(narrow)
+    torch.testing.assert_close(wide(image, steps=3), narrow(image, steps=3))
+    rule = wide.nca.rule
+    assert rule.project.weight[:, TINY.embed_dim:].abs().sum() == 0  # the new channels are read by no one yet
+    assert rule.expand.weight[TINY.embed_dim // 2: TINY.embed_dim].abs().sum() > 0  # ... but are computed
+
+
+def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
+    narrow = random_model()
+    other_latent = LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32, "latent_channels": 4}))
+    with pytest.raises(ValueError, match="only the rule's width"):
+        other_latent.grow_from(narrow)
+    with pytest.raises(ValueError, match="narrower"):
+        narrow.nca.rule.grow_from(LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32})).nca.rule)
+    assert PRESETS["wide-dw-256"] == LNCAConfig(**{**PRESETS["wide-dw"].to_dict(), "embed_dim": 256})

@@ -262,6 +262,21 @@ def test_a_residual_model_from_init_starts_as_the_identity_and_learns_a_correcti
         make_trainer(ae_iterations=0, nca_iterations=0, e2e_iterations=3).load_checkpoint(tmp_path / "c.pt")
 
 
+def test_init_from_a_narrower_rule_grows_it_and_trains_the_wider_one_on():
+    from lnca_cli.model import LNCA, PRESETS
+
+    torch.manual_seed(1)
+    narrow = LNCA(PRESETS["wide-dw"]).eval()
+    wide = make_trainer(preset="wide-dw-256", ae_iterations=0, nca_iterations=0, e2e_iterations=2, e2e_lr=1e-3)
+    wide.adopt_model(narrow)
+    image = torch.rand(1, 3, 16, 20)
+    assert wide.phase == 3 and wide.model.config.embed_dim == 256
+    torch.testing.assert_close(wide.model.eval()(image, steps=2), narrow(image, steps=2))
+    assert wide.run()
+    with pytest.raises(ValueError, match="does not fit preset 'wide-dw'"):
+        make_trainer(preset="wide-dw").adopt_model(wide.best_model())  # no shrinking
+
+
 def test_lnca_train_residual_needs_init(tmp_path):
     (tmp_path / "photos").mkdir()
     write_photo(tmp_path / "photos" / "a.png", size=(40, 40))
