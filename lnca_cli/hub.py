@@ -360,7 +360,7 @@ def _download(entry: ModelEntry, offline: bool) -> Path:
 
 
 def registry_name(model: LNCA) -> str:
-    """The registry's name of a model loaded by name or task (denoise -> denoise-v4), else the name it was
+    """The registry's name of a model loaded by name or task (denoise -> denoise-v5), else the name it was
     loaded by (a path), or "unnamed" for one built in code."""
     info = getattr(model, "info", {})
     name = info.get("name", "unnamed")

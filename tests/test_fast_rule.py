@@ -39,7 +39,7 @@ def test_one_step_of_the_rule_matches_within_1e_5():
     assert float((fast - slow).abs().max()) <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["denoise", "deblur", "denoise-masked", "deblur-v2", "denoise-v4", "denoise-masked-v2"])
+@pytest.mark.parametrize("name", ["denoise", "deblur", "denoise-masked", "deblur-v2", "denoise-v4", "denoise-v5", "denoise-masked-v2"])
 def test_shipped_weights_give_the_same_8_bit_output_as_before(name):
     model, _ = load_weights(WEIGHTS / f"{name}.safetensors")
     model.eval()
