@@ -16,7 +16,7 @@ import torch
 
 from lnca_cli.backends import Backend, open_backend
 from lnca_cli.devices import release_freed_memory, resolve_device, threads_for
-from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view
+from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view, view_size
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
@@ -76,23 +76,24 @@ def restore_tensor(image: torch.Tensor, model: LNCA, steps: int | None = None, d
     check_tile(model, steps, tile_px)
 
     rgb = as_rgb(image)
-    views = {view: to_view(rgb, view) for view in VIEWS[ensemble]}
-    plans = {view: plan_tiles(*_grid(pixels, scale), tile_px // scale if tile_px else 0, model.halo(steps))
-             for view, pixels in views.items()}
+    height, width = rgb.shape[-2:]
+    plans = {view: plan_tiles(*_grid(*view_size(height, width, view), scale), tile_px // scale if tile_px else 0,
+                              model.halo(steps))
+             for view in VIEWS[ensemble]}
     seeds = torch.full((1,), seed, dtype=torch.long, device=device)
     on_step = _step_counter(sum(map(len, plans.values())) * steps, on_progress)
     output = None
-    with threads_for(math.prod(_grid(rgb, scale)), device):
-        for view, pixels in views.items():
-            restored = from_view(_restore_tiles(pixels, plans[view], backend, steps, scale, seeds, on_step), view)
+    with threads_for(math.prod(_grid(height, width, scale)), device):
+        for view, tiles in plans.items():  # one view at a time: a view of a turned image is a copy of it
+            restored = from_view(_restore_tiles(to_view(rgb, view), tiles, backend, steps, scale, seeds, on_step), view)
             output = restored if output is None else output.add_(restored)
             del restored
-    return _like(output.div_(len(views)) if len(views) > 1 else output, image)
+    return _like(output.div_(len(plans)) if len(plans) > 1 else output, image)
 
 
-def _grid(image: torch.Tensor, scale: int) -> tuple[int, int]:
-    """The latent grid's (rows, columns) for an image."""
-    return math.ceil(image.shape[-2] / scale), math.ceil(image.shape[-1] / scale)
+def _grid(height: int, width: int, scale: int) -> tuple[int, int]:
+    """The latent grid's (rows, columns) for an image of that size."""
+    return math.ceil(height / scale), math.ceil(width / scale)
 
 
 def _restore_tiles(image: torch.Tensor, tiles: list[Tile], backend: Backend, steps: int, scale: int,

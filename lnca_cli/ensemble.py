@@ -27,6 +27,11 @@ def check_ensemble(views: int) -> None:
         raise SettingsError(f"--ensemble must be one of {', '.join(map(str, VIEWS))} (views), got {views}")
 
 
+def view_size(height: int, width: int, view: int) -> tuple[int, int]:
+    """(H, W) of an image of that size seen in a view."""
+    return (width, height) if view & 4 else (height, width)
+
+
 def to_view(x: torch.Tensor, view: int) -> torch.Tensor:
     if view & 4:
         x = x.transpose(-1, -2)

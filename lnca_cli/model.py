@@ -78,7 +78,7 @@ PRESETS = {
     "paper": LNCAConfig(),  # the paper's exact sizes: 3.7k autoencoder + 47k NAFCA
     "wide": LNCAConfig(ae_channels=16, latent_channels=48),  # wider latent and skip: see weights/README.md
     "wide-dw": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise"),  # ... and NAFNet's 3x3
-    "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # a wider rule
+    "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # wider rule
 }
 
 
@@ -214,8 +214,9 @@ class NAFCA(nn.Module):
         channels start as this rule's random init, read by no one (their columns in the spatial
         gate, project and ffn_out are zero) until training gives them a use."""
         e0, e1 = narrower.expand.out_channels, self.expand.out_channels
-        if e0 > e1 or e0 % 2 or narrower.norm1.normalized_shape != self.norm1.normalized_shape:
-            raise ValueError(f"a rule of {e1} channels can only grow from a narrower one of the same cells")
+        same_cells = narrower.norm1.normalized_shape == self.norm1.normalized_shape
+        if e0 > e1 or e0 % 2 or e1 % 2 or not same_cells:
+            raise ValueError(f"a rule of {e1} channels can only grow from a narrower one of the same cells (even widths)")
         # simple_gate multiplies channel i by channel e + i; the split's channel j reads expand's j // 2
         gated = [*range(e0), *range(e1, e1 + e0)]  # where the narrower rule's 2 * e0 gated channels go
         expanded = [*range(e0 // 2), *range(e1 // 2, e1 // 2 + e0 // 2)]  # ... and its e0 expanded ones

@@ -8,7 +8,7 @@ import torch
 from conftest import lnca, random_model, write_photo
 from lnca_cli import bench
 from lnca_cli.engine import restore_tensor
-from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view
+from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view, view_size
 from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import evaluate
 
@@ -18,6 +18,7 @@ def test_each_view_is_undone_by_from_view_and_the_eight_differ():
     seen = []
     for view in range(8):
         assert torch.equal(from_view(to_view(x, view), view), x)
+        assert to_view(x, view).shape[-2:] == view_size(5, 7, view)
         seen.append(to_view(x[0, 0], view).reshape(-1))
     assert len({tuple(v.tolist()) for v in seen}) == 8
 
