@@ -216,7 +216,8 @@ class NAFCA(nn.Module):
         e0, e1 = narrower.expand.out_channels, self.expand.out_channels
         same_cells = narrower.norm1.normalized_shape == self.norm1.normalized_shape
         if e0 > e1 or e0 % 2 or e1 % 2 or not same_cells:
-            raise ValueError(f"a rule of {e1} channels can only grow from a narrower one of the same cells (even widths)")
+            raise ValueError(f"a rule of {e1} channels can only grow from a narrower one of the same cells "
+                             "(even widths)")
         # simple_gate multiplies channel i by channel e + i; the split's channel j reads expand's j // 2
         gated = [*range(e0), *range(e1, e1 + e0)]  # where the narrower rule's 2 * e0 gated channels go
         expanded = [*range(e0 // 2), *range(e1 // 2, e1 // 2 + e0 // 2)]  # ... and its e0 expanded ones
