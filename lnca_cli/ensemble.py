@@ -27,6 +27,11 @@ def check_ensemble(views: int) -> None:
         raise SettingsError(f"--ensemble must be one of {', '.join(map(str, VIEWS))} (views), got {views}")
 
 
+def views_averaged(views: int) -> str:
+    """How a report's settings say it: ", N views averaged", or nothing for one view."""
+    return f", {views} views averaged" if views > 1 else ""
+
+
 def view_size(height: int, width: int, view: int) -> tuple[int, int]:
     """(H, W) of an image of that size seen in a view."""
     return (width, height) if view & 4 else (height, width)

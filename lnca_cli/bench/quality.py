@@ -15,7 +15,7 @@ from lnca_cli.bench.peers import PEERS, Peer, available, version
 from lnca_cli.degrade import MASK_NOISE_STD, motion_blur_kernel, parse_degradation
 from lnca_cli.devices import resolve_device
 from lnca_cli.engine import restore_tensor
-from lnca_cli.ensemble import check_ensemble
+from lnca_cli.ensemble import check_ensemble, views_averaged
 from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import image_files, score_image
 from lnca_cli.hub import WeightsError, load_model, registry_name
@@ -103,7 +103,7 @@ def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple
             methods[name] = lambda d, sigma, kernel, i, views=views: restore_tensor(
                 d, model, steps=steps, device=torch_device, seed=seed + i, ensemble=views)
             rows[name] = _row(name, f"model {registry_name(model)}, {steps or model.config.steps} steps, blind"
-                                    + (f", {views} views averaged" if views > 1 else ""))
+                                    + views_averaged(views))
         for peer in (p for p in peers if p.kind == _kind(spec)):
             rows[peer.name] = _row(peer.name, peer.settings, version(peer))
             if available(peer):

@@ -6,12 +6,13 @@ import dataclasses
 
 from rich.table import Table
 
+from lnca_cli.ensemble import views_averaged
 from lnca_cli.evaluate import EvalReport
 
 
 def format_table(report: EvalReport) -> Table:
     """Per-image scores and, in bold, their mean; below, the quality targets that apply (targets.py)."""
-    views = f", {report.ensemble} views averaged" if report.ensemble > 1 else ""
+    views = views_averaged(report.ensemble)
     table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps{views}, {report.backend}")
     table.add_column("image")
     for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
