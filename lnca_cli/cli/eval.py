@@ -29,7 +29,9 @@ def eval_command(
     limit: LimitOption = None,
     save: Annotated[Optional[str], typer.Option(help="Write degraded | restored | clean PNGs here.")] = None,
     oracle: Annotated[bool, typer.Option(help="Score the autoencoder's ceiling instead: decode the clean image's "
-                                         "latent with the degraded image's skip (no NCA).")] = False,
+                                         "latent with the degraded image's skip (no NCA). A ceiling only for a "
+                                         "model trained in the paper's phases: after end-to-end training the "
+                                         "decoder no longer expects clean latents.")] = False,
     threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
