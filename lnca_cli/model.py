@@ -21,6 +21,7 @@ from torch import nn
 PERCEPTIONS = ("gate", "depthwise")
 MAX_STEPS = 10_000  # NCA steps of a restore, at most
 MAX_WIDTH = 1024  # channels of any layer, at most: the shipped models use 16 to 128
+MAX_DECODER_BLOCKS = 16
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LNCAConfig:
     dropout: float = 0.1
     perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
     residual: bool = False  # the decoder gives a correction added to the degraded input, not the image
+    decoder_blocks: int = 0  # residual 3x3 conv blocks at half resolution in the decoder, after the merge
 
     def __post_init__(self) -> None:
         if self.image_channels != 3:
@@ -54,6 +56,8 @@ class LNCAConfig:
         for field in ("ae_channels", "latent_channels", "hidden_channels", "embed_dim"):
             if not 1 <= getattr(self, field) <= MAX_WIDTH:
                 raise ValueError(f"{field} must be between 1 and {MAX_WIDTH}, got {getattr(self, field)}")
+        if not 0 <= self.decoder_blocks <= MAX_DECODER_BLOCKS:
+            raise ValueError(f"decoder_blocks must be between 0 and {MAX_DECODER_BLOCKS}, got {self.decoder_blocks}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
@@ -79,6 +83,7 @@ PRESETS = {
     "wide": LNCAConfig(ae_channels=16, latent_channels=48),  # wider latent and skip: see weights/README.md
     "wide-dw": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise"),  # ... and NAFNet's 3x3
     "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # wider rule
+    "wide-dw-deep": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=2),  # deeper decoder
 }
 
 
@@ -124,6 +129,23 @@ class Encoder(nn.Module):
         return self.down(skip + self.path(x)), skip
 
 
+class RefineBlock(nn.Module):
+    """x + conv(swish(conv(x))), 3x3 convs at the skip's resolution: more depth where the decoder
+    turns the latent and the (degraded) skip into detail. The second conv starts at zero, so a new
+    block passes its input through unchanged: a model grown with more blocks (LNCA.grow_from)
+    restores exactly as before, and training gives the blocks their use."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(x)))
+
+
 class Decoder(nn.Module):
     """Latent and skip -> the image (sigmoid), or with `residual` a correction to add to the input
     (unbounded: LNCA adds it and clips)."""
@@ -132,6 +154,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.up = _up_block(cfg.latent_channels, cfg.ae_channels)  # t2
         self.merge = _block(cfg.ae_channels, cfg.ae_channels, 1)  # m
+        self.refine = nn.Sequential(*(RefineBlock(cfg.ae_channels) for _ in range(cfg.decoder_blocks)))
         self.out = nn.Sequential(
             nn.ConvTranspose2d(cfg.ae_channels, cfg.image_channels, 3, 2, 1, output_padding=1),
             nn.BatchNorm2d(cfg.image_channels),
@@ -139,7 +162,7 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.out(self.merge(self.up(z) + skip))
+        return self.out(self.refine(self.merge(self.up(z) + skip)))
 
     def start_as_identity(self) -> None:
         """Make a residual decoder's correction zero whatever its input (the last BatchNorm's scale
@@ -388,15 +411,17 @@ class LNCA(nn.Module):
         """Grid cells a tile must extend past its core for the core to match an untiled run.
 
         Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
-        skip) two more; one spare cell for safety.
+        skip) two more, and one more per refine block (two 3x3 convs at half resolution); one spare
+        cell for safety.
         """
-        return steps + 4
+        return steps + 4 + self.config.decoder_blocks
 
     def bytes_per_cell(self) -> int:
         """Rough peak working memory per grid cell of one tile, float32 (whole-grid NCA steps, as
         on a GPU; the CPU's banded steps need less)."""
         c = self.config
-        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels)
+        refine = 8 * c.ae_channels if c.decoder_blocks else 0  # a block's inner and output tensors
+        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
                        seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
@@ -416,15 +441,18 @@ class LNCA(nn.Module):
         out = self.restore_padded(pad_to_multiple(x, self.config.downsample), steps or self.config.steps)
         return out[..., :height, :width]
 
-    def grow_from(self, narrower: "LNCA") -> None:
-        """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from):
-        this one then restores exactly as that one does, and can train on with more width."""
-        theirs = dataclasses.replace(narrower.config, embed_dim=self.config.embed_dim, steps=self.config.steps)
-        if theirs != self.config:
-            raise ValueError("only the rule's width (embed_dim) may differ from the model it grows from")
-        self.encoder.load_state_dict(narrower.encoder.state_dict())
-        self.decoder.load_state_dict(narrower.decoder.state_dict())
-        self.nca.rule.grow_from(narrower.nca.rule)
+    def grow_from(self, smaller: "LNCA") -> None:
+        """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from)
+        or fewer decoder blocks (new ones pass their input through, RefineBlock): this one then
+        restores exactly as that one does, and can train on with the room it has gained."""
+        mine, theirs = self.config, smaller.config
+        if (dataclasses.replace(theirs, embed_dim=mine.embed_dim, decoder_blocks=mine.decoder_blocks, steps=mine.steps)
+                != mine or theirs.decoder_blocks > mine.decoder_blocks):
+            raise ValueError("only the rule's width (embed_dim) and the decoder's blocks may differ from the "
+                             "model it grows from, and only grow")
+        self.encoder.load_state_dict(smaller.encoder.state_dict())
+        self.decoder.load_state_dict(smaller.decoder.state_dict(), strict=False)  # new blocks keep their init
+        self.nca.rule.grow_from(smaller.nca.rule)
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""

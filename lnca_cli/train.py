@@ -374,11 +374,12 @@ class Trainer:
         return {1: self.cfg.ae_iterations, 2: self.cfg.nca_iterations, 3: self.cfg.e2e_iterations}[phase]
 
     def adopt_model(self, source: LNCA) -> None:
-        """Start from a trained model of the same sizes, or of a narrower rule (LNCA.grow_from), and go
-        straight to phase 3 (end to end). A residual model taken from one that is not starts as the
-        identity (Decoder.start_as_identity)."""
+        """Start from a trained model of the same sizes, or of a narrower rule or fewer decoder blocks
+        (LNCA.grow_from), and go straight to phase 3 (end to end). A residual model taken from one that
+        is not starts as the identity (Decoder.start_as_identity)."""
         try:
-            if source.config.embed_dim < self.model.config.embed_dim:
+            grows = ("embed_dim", "decoder_blocks")
+            if any(getattr(source.config, f) != getattr(self.model.config, f) for f in grows):
                 self.model.grow_from(source)
             else:
                 self.model.load_state_dict(source.state_dict())

@@ -19,15 +19,18 @@ EIGHT_BIT = 1 / 255
 SHARP = LNCAConfig(**{**PRESETS["paper"].to_dict(), "steps": 6})
 SHARP_DEPTHWISE = LNCAConfig(**{**SHARP.to_dict(), "perception": "depthwise"})
 SHARP_RESIDUAL = LNCAConfig(**{**SHARP_DEPTHWISE.to_dict(), "residual": True})
+SHARP_DEEP = LNCAConfig(**{**SHARP_DEPTHWISE.to_dict(), "decoder_blocks": 3})
 
 
 @pytest.mark.parametrize("config, size", [(SHARP, (157, 203)), (SHARP, (64, 64)), (SHARP, (33, 130)),
-                                          (SHARP_DEPTHWISE, (157, 203)), (SHARP_RESIDUAL, (90, 70))])
+                                          (SHARP_DEPTHWISE, (157, 203)), (SHARP_RESIDUAL, (90, 70)),
+                                          (SHARP_DEEP, (157, 203))])
 def test_tiled_output_equals_untiled(config, size):
     model = random_model(config, sharp=True)
     image = torch.rand(3, *size)
     whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
-    tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
+    tile = max(40, model.halo(config.steps) * model.multiple_of)  # a deep decoder's halo is wider
+    tiled = restore_tensor(image, model, tile=tile, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) < EIGHT_BIT
     with torch.no_grad():
         direct = model(image[None])[0]
@@ -42,6 +45,17 @@ def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config):
     whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
     monkeypatch.setattr(LNCA, "halo", lambda self, steps: steps - 1)
     tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
+    assert float((whole - tiled).abs().max()) > EIGHT_BIT
+
+
+def test_the_halo_covers_the_decoders_refine_blocks(monkeypatch):
+    """Guards the refine blocks' term of the halo: without it, tiles of a deep decoder disagree."""
+    model = random_model(SHARP_DEEP, sharp=True)
+    image = torch.rand(3, 157, 203)
+    whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
+    tile = model.halo(SHARP_DEEP.steps) * model.multiple_of
+    monkeypatch.setattr(LNCA, "halo", lambda self, steps: steps + 4)
+    tiled = restore_tensor(image, model, tile=tile, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) > EIGHT_BIT
 
 

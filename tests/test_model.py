@@ -217,6 +217,19 @@ def test_a_wider_rule_grown_from_a_narrower_one_restores_exactly_as_it_did(perce
     assert rule.expand.weight[TINY.embed_dim // 2: TINY.embed_dim].abs().sum() > 0  # ... but are computed
 
 
+def test_a_model_grown_with_more_decoder_blocks_restores_exactly_as_it_did():
+    small = random_model(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 1}), sharp=True)
+    deep = LNCA(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 3, "embed_dim": 2 * TINY.embed_dim})).eval()
+    image = torch.rand(2, 3, 20, 24)
+    deep.grow_from(small)
+    torch.testing.assert_close(deep(image, steps=3), small(image, steps=3))
+    torch.testing.assert_close(deep.decoder.refine[0].conv2.weight, small.decoder.refine[0].conv2.weight)
+    assert deep.decoder.refine[1].conv2.weight.abs().sum() == 0  # a new block passes its input through
+    with pytest.raises(ValueError, match="only grow"):
+        small.grow_from(deep)
+    assert PRESETS["wide-dw-deep"] == LNCAConfig(**{**PRESETS["wide-dw"].to_dict(), "decoder_blocks": 2})
+
+
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
     narrow = random_model()
     other_latent = LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32, "latent_channels": 4}))

@@ -275,6 +275,9 @@ def test_init_from_a_narrower_rule_grows_it_and_trains_the_wider_one_on():
     assert wide.run()
     with pytest.raises(ValueError, match="does not fit preset 'wide-dw'"):
         make_trainer(preset="wide-dw").adopt_model(wide.best_model())  # no shrinking
+    deep = make_trainer(preset="wide-dw-deep", ae_iterations=0, nca_iterations=0, e2e_iterations=2)
+    deep.adopt_model(narrow)
+    torch.testing.assert_close(deep.model.eval()(image, steps=2), narrow(image, steps=2))
 
 
 def test_lnca_train_residual_needs_init(tmp_path):
