@@ -37,24 +37,17 @@ def test_tiled_output_equals_untiled(config, size):
     assert float((whole - direct).abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("config", [SHARP, SHARP_DEPTHWISE])
-def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config):
-    """Guards the test above: with a halo one NCA step short, tiles disagree with the whole image."""
+@pytest.mark.parametrize("config, short_halo, tile", [
+    (SHARP, lambda self, steps: steps - 1, 40),  # one NCA step short
+    (SHARP_DEPTHWISE, lambda self, steps: steps - 1, 40),
+    (SHARP_DEEP, lambda self, steps: steps + 4, 52),  # without the refine blocks' term
+])
+def test_tiling_with_a_too_small_halo_shows_seams(monkeypatch, config, short_halo, tile):
+    """Guards the test above: with a halo too short, tiles disagree with the whole image."""
     model = random_model(config, sharp=True)
     image = torch.rand(3, 157, 203)
     whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
-    monkeypatch.setattr(LNCA, "halo", lambda self, steps: steps - 1)
-    tiled = restore_tensor(image, model, tile=40, device="cpu", precision="fp32")
-    assert float((whole - tiled).abs().max()) > EIGHT_BIT
-
-
-def test_the_halo_covers_the_decoders_refine_blocks(monkeypatch):
-    """Guards the refine blocks' term of the halo: without it, tiles of a deep decoder disagree."""
-    model = random_model(SHARP_DEEP, sharp=True)
-    image = torch.rand(3, 157, 203)
-    whole = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
-    tile = model.halo(SHARP_DEEP.steps) * model.multiple_of
-    monkeypatch.setattr(LNCA, "halo", lambda self, steps: steps + 4)
+    monkeypatch.setattr(LNCA, "halo", short_halo)
     tiled = restore_tensor(image, model, tile=tile, device="cpu", precision="fp32")
     assert float((whole - tiled).abs().max()) > EIGHT_BIT
 
