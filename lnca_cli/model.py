@@ -84,6 +84,7 @@ PRESETS = {
     "wide-dw": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise"),  # ... and NAFNet's 3x3
     "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # wider rule
     "wide-dw-deep": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=2),  # deeper decoder
+    "wide-dw-deep6": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=6),  # deeper still
 }
 
 

@@ -227,7 +227,8 @@ def test_a_model_grown_with_more_decoder_blocks_restores_exactly_as_it_did():
     assert deep.decoder.refine[1].conv2.weight.abs().sum() == 0  # a new block passes its input through
     with pytest.raises(ValueError, match="only grow"):
         small.grow_from(deep)
-    assert PRESETS["wide-dw-deep"] == LNCAConfig(**{**PRESETS["wide-dw"].to_dict(), "decoder_blocks": 2})
+    for preset, blocks in (("wide-dw-deep", 2), ("wide-dw-deep6", 6)):
+        assert PRESETS[preset] == LNCAConfig(**{**PRESETS["wide-dw"].to_dict(), "decoder_blocks": blocks})
 
 
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
