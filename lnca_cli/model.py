@@ -40,6 +40,7 @@ class LNCAConfig:
     perception: str = "gate"  # how a cell sees its neighbours: "gate" (the paper) or "depthwise"
     residual: bool = False  # the decoder gives a correction added to the degraded input, not the image
     decoder_blocks: int = 0  # residual 3x3 conv blocks at half resolution in the decoder, after the merge
+    refine_expand: int = 1  # a decoder block's inner width, in multiples of ae_channels
 
     def __post_init__(self) -> None:
         if self.image_channels != 3:
@@ -58,6 +59,9 @@ class LNCAConfig:
                 raise ValueError(f"{field} must be between 1 and {MAX_WIDTH}, got {getattr(self, field)}")
         if not 0 <= self.decoder_blocks <= MAX_DECODER_BLOCKS:
             raise ValueError(f"decoder_blocks must be between 0 and {MAX_DECODER_BLOCKS}, got {self.decoder_blocks}")
+        if not 1 <= self.refine_expand * self.ae_channels <= MAX_WIDTH:
+            raise ValueError(f"refine_expand x ae_channels must be between 1 and {MAX_WIDTH}, got "
+                             f"{self.refine_expand} x {self.ae_channels}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
@@ -85,6 +89,8 @@ PRESETS = {
     "wide-dw-256": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", embed_dim=256),  # wider rule
     "wide-dw-deep": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=2),  # deeper decoder
     "wide-dw-deep6": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=6),  # deeper still
+    "wide-dw-deep6x4": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=6,
+                                  refine_expand=4),  # ... and each block 4x wider inside
 }
 
 
@@ -136,15 +142,29 @@ class RefineBlock(nn.Module):
     block passes its input through unchanged: a model grown with more blocks (LNCA.grow_from)
     restores exactly as before, and training gives the blocks their use."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, inner: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv1 = nn.Conv2d(channels, inner, 3, 1, 1)
+        self.conv2 = nn.Conv2d(inner, channels, 3, 1, 1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.silu(self.conv1(x)))
+
+    @torch.no_grad()
+    def grow_from(self, narrower: "RefineBlock") -> None:
+        """Take a block of fewer inner channels so that this one computes exactly what it did: the new
+        inner channels keep their random init and are read by no one (their columns of conv2 are
+        zero) until training gives them a use, as in NAFCA.grow_from."""
+        inner = narrower.conv1.out_channels
+        if inner > self.conv1.out_channels or narrower.conv1.in_channels != self.conv1.in_channels:
+            raise ValueError("a decoder block can only grow from a narrower one of the same channels")
+        self.conv1.weight[:inner] = narrower.conv1.weight
+        self.conv1.bias[:inner] = narrower.conv1.bias
+        self.conv2.weight.zero_()
+        self.conv2.weight[:, :inner] = narrower.conv2.weight
+        self.conv2.bias.copy_(narrower.conv2.bias)
 
 
 class Decoder(nn.Module):
@@ -155,7 +175,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.up = _up_block(cfg.latent_channels, cfg.ae_channels)  # t2
         self.merge = _block(cfg.ae_channels, cfg.ae_channels, 1)  # m
-        self.refine = nn.Sequential(*(RefineBlock(cfg.ae_channels) for _ in range(cfg.decoder_blocks)))
+        self.refine = nn.Sequential(*(RefineBlock(cfg.ae_channels, cfg.refine_expand * cfg.ae_channels)
+                                      for _ in range(cfg.decoder_blocks)))
         self.out = nn.Sequential(
             nn.ConvTranspose2d(cfg.ae_channels, cfg.image_channels, 3, 2, 1, output_padding=1),
             nn.BatchNorm2d(cfg.image_channels),
@@ -164,6 +185,14 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.out(self.refine(self.merge(self.up(z) + skip)))
+
+    def grow_from(self, smaller: "Decoder") -> None:
+        """Take a decoder of fewer or narrower refine blocks (the rest the same): its blocks grow into
+        the first of these (RefineBlock.grow_from), and the new ones pass their input through."""
+        theirs = smaller.state_dict()
+        self.load_state_dict({k: v for k, v in theirs.items() if not k.startswith("refine.")}, strict=False)
+        for mine, narrower in zip(self.refine, smaller.refine):
+            mine.grow_from(narrower)
 
     def start_as_identity(self) -> None:
         """Make a residual decoder's correction zero whatever its input (the last BatchNorm's scale
@@ -421,7 +450,7 @@ class LNCA(nn.Module):
         """Rough peak working memory per grid cell of one tile, float32 (whole-grid NCA steps, as
         on a GPU; the CPU's banded steps need less)."""
         c = self.config
-        refine = 8 * c.ae_channels if c.decoder_blocks else 0  # a block's inner and output tensors
+        refine = 4 * (c.refine_expand + 1) * c.ae_channels if c.decoder_blocks else 0  # a block's inner, output
         return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
@@ -442,17 +471,21 @@ class LNCA(nn.Module):
         out = self.restore_padded(pad_to_multiple(x, self.config.downsample), steps or self.config.steps)
         return out[..., :height, :width]
 
+    #: The config fields that LNCA.grow_from may grow.
+    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand")
+
     def grow_from(self, smaller: "LNCA") -> None:
         """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from)
-        or fewer decoder blocks (new ones pass their input through, RefineBlock): this one then
-        restores exactly as that one does, and can train on with the room it has gained."""
+        or fewer or narrower decoder blocks (Decoder.grow_from): this one then restores exactly as that
+        one does, and can train on with the room it has gained."""
         mine, theirs = self.config, smaller.config
-        if (dataclasses.replace(theirs, embed_dim=mine.embed_dim, decoder_blocks=mine.decoder_blocks, steps=mine.steps)
-                != mine or theirs.decoder_blocks > mine.decoder_blocks):
+        grown = {field: getattr(mine, field) for field in (*self.GROWABLE, "steps")}
+        if (dataclasses.replace(theirs, **grown) != mine
+                or any(getattr(theirs, field) > getattr(mine, field) for field in self.GROWABLE)):
             raise ValueError("only the rule's width (embed_dim) and the decoder's blocks may differ from the "
                              "model it grows from, and only grow")
         self.encoder.load_state_dict(smaller.encoder.state_dict())
-        self.decoder.load_state_dict(smaller.decoder.state_dict(), strict=False)  # new blocks keep their init
+        self.decoder.grow_from(smaller.decoder)
         self.nca.rule.grow_from(smaller.nca.rule)
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:

@@ -378,8 +378,7 @@ class Trainer:
         (LNCA.grow_from), and go straight to phase 3 (end to end). A residual model taken from one that
         is not starts as the identity (Decoder.start_as_identity)."""
         try:
-            grows = ("embed_dim", "decoder_blocks")
-            if any(getattr(source.config, f) != getattr(self.model.config, f) for f in grows):
+            if any(getattr(source.config, f) != getattr(self.model.config, f) for f in LNCA.GROWABLE):
                 self.model.grow_from(source)
             else:
                 self.model.load_state_dict(source.state_dict())
@@ -467,11 +466,13 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
           checkpoint: str | Path | None = None, minutes: float | None = None, device: str = "cpu",
           log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
           autoencoder: str | Path | None = None, init: str | Path | None = None,
-          on_iteration: Callable[[dict], None] | None = None, note: Callable[[str], None] | None = None) -> dict:
+          on_iteration: Callable[[dict], None] | None = None, note: Callable[[str], None] | None = None,
+          should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Train on a folder of photos and write the best weights to `out`.
 
-    With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out; the best
-    weights so far are written to `out` then too (call again to go on). With `autoencoder` (a
+    With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out or
+    should_stop() says so (checked before each batch: a signal's stop); the best weights so far are
+    written to `out` then too (call again to go on). With `autoencoder` (a
     weights file), phase 1 is skipped and that model's autoencoder is used; with `init`, phases 1
     and 2 are skipped and the whole model is trained on from that one. Returns whether the run
     finished, and the validation scores of the weights written (None if none were: no NCA yet).
@@ -510,7 +511,7 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
             on_iteration(row)
 
     try:
-        finished = trainer.run(lambda: time.monotonic() > deadline, after_iteration)
+        finished = trainer.run(lambda: time.monotonic() > deadline or should_stop(), after_iteration)
         if checkpoint:
             trainer.save_checkpoint(checkpoint)
         scores = None

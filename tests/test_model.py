@@ -231,6 +231,22 @@ def test_a_model_grown_with_more_decoder_blocks_restores_exactly_as_it_did():
         assert PRESETS[preset] == LNCAConfig(**{**PRESETS["wide-dw"].to_dict(), "decoder_blocks": blocks})
 
 
+def test_a_model_grown_with_wider_decoder_blocks_restores_exactly_as_it_did():
+    small = random_model(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 2}), sharp=True)
+    wide = LNCA(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 3, "refine_expand": 4})).eval()
+    image = torch.rand(2, 3, 20, 24)
+    wide.grow_from(small)
+    torch.testing.assert_close(wide(image, steps=3), small(image, steps=3))
+    inner = TINY.ae_channels
+    block, narrow_block = wide.decoder.refine[1], small.decoder.refine[1]
+    torch.testing.assert_close(block.conv2.weight[:, :inner], narrow_block.conv2.weight)
+    assert block.conv2.weight[:, inner:].abs().sum() == 0  # the new inner channels are read by no one yet
+    assert block.conv1.weight[inner:].abs().sum() > 0  # ... but are computed
+    with pytest.raises(ValueError, match="only grow"):
+        small.grow_from(wide)
+    assert PRESETS["wide-dw-deep6x4"] == LNCAConfig(**{**PRESETS["wide-dw-deep6"].to_dict(), "refine_expand": 4})
+
+
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
     narrow = random_model()
     other_latent = LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32, "latent_channels": 4}))

@@ -2,7 +2,9 @@
 and the options that several commands take, each defined once."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -23,6 +25,17 @@ def print_error(message: str) -> None:
 def fail(message: str, code: int = 2) -> None:
     print_error(message)
     raise typer.Exit(code)
+
+
+def say_stopping(then: str):
+    """The notice for Stop.on_signals: '<signal>: stopping <then> (again to stop now)', written raw to
+    stderr, since it runs in a signal handler and Python's buffered streams are not reentrant."""
+
+    def notify(reason: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(2, f"{reason}: stopping {then} (again to stop now)\n".encode())
+
+    return notify
 
 
 def friendly(command):

@@ -5,7 +5,6 @@ import contextlib
 import functools
 import inspect
 import json
-import os
 import sys
 from dataclasses import asdict
 from typing import Annotated, Optional
@@ -16,7 +15,7 @@ from rich.text import Text
 
 from lnca_cli.cli._options import (BackendOption, DeviceOption, EnsembleOption, GraphOption, ModelOption,
                                    RayAddressOption, StepsOption, TaskOption, ThreadsOption, err, fail, friendly,
-                                   print_error, use_threads)
+                                   print_error, say_stopping, use_threads)
 from lnca_cli.errors import printable
 
 
@@ -133,7 +132,7 @@ def restore(
         err.print(f"warning: model '{loaded.info['name']}' has no training record: it is UNTRAINED")
     stop = Stop()
     with (Reporter(len(jobs), quiet, as_json, any(j.target == "-" for j in jobs)) as reporter,
-          stop.on_signals(_say_stopping)):
+          stop.on_signals(say_stopping("after the current file"))):
         if ray_workers is None:
             results = restore_files(jobs, loaded, settings, reporter.on_result, reporter.on_progress, stop)
         else:
@@ -181,14 +180,6 @@ def _restore_on_ray(jobs, model, settings, workers, address: str | None, reporte
 
     with contextlib.redirect_stdout(sys.stderr):
         return restore_files_on_ray(jobs, model, settings, workers, address, reporter.on_result, stop)
-
-
-def _say_stopping(reason: str) -> None:
-    """From a signal handler: a raw write to stderr (Python's buffered streams are not reentrant)."""
-    try:
-        os.write(2, f"{reason}: stopping after the current file (again to stop now)\n".encode())
-    except OSError:
-        pass
 
 
 def _task_command(task: str):

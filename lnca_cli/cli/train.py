@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lnca_cli.cli._options import DeviceOption, TaskOption, ThreadsOption, err, fail, friendly, use_threads
+from lnca_cli.cli._options import (DeviceOption, TaskOption, ThreadsOption, err, fail, friendly, say_stopping,
+                                   use_threads)
 from lnca_cli.recipe import PIXEL_LOSSES, TrainConfig
 from lnca_cli.tasks import get_task
 
@@ -29,8 +30,9 @@ def train(
     task: TaskOption = "denoise",
     val: Annotated[Optional[str], typer.Option(help="Validation photos. Default: a fixed 5% of --data.")] = None,
     preset: Annotated[str, typer.Option(help="Architecture: wide-dw (default), wide-dw-256 (its rule twice as "
-                                        "wide), wide-dw-deep and wide-dw-deep6 (two and six more decoder blocks; "
-                                        "--init grows a wide-dw model into any of them), wide or paper. 'paper' also "
+                                        "wide), wide-dw-deep and wide-dw-deep6 (two and six more decoder blocks), "
+                                        "wide-dw-deep6x4 (six blocks four times wider inside; --init grows a "
+                                        "smaller wide-dw model into any of them), wide or paper. 'paper' also "
                                         "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide-dw",
     crop: RecipeOption("crop", "Crop side in pixels (native resolution).") = None,
     batch: RecipeOption("batch", "Crops per batch.") = None,
@@ -67,6 +69,7 @@ def train(
     """Train a model on your own photos (both phases of the paper), with checkpoints you can resume."""
     from dataclasses import replace
 
+    from lnca_cli.api import Stop
     from lnca_cli.devices import keep_freed_memory, resolve_device
     from lnca_cli.errors import SettingsError
     from lnca_cli.model import PRESETS
@@ -123,12 +126,13 @@ def train(
             err.print(f"phase {row['phase']} iteration {row['iteration']} ({done}/{total} batches{eta}): loss "
                       f"{row['loss']:.4g}, val PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}", soft_wrap=True)
 
-    with progress:
+    stop = Stop()
+    with progress, stop.on_signals(say_stopping("after the current batch, saving the checkpoint")):
         try:
             result = run_training(data, out, config, val=val, checkpoint=checkpoint, minutes=minutes,
                                   device=device_name, log_path=log, on_iteration=on_iteration,
                                   note=lambda message: progress.console.print(message, style="dim", soft_wrap=True),
-                                  autoencoder=autoencoder, init=init,
+                                  autoencoder=autoencoder, init=init, should_stop=lambda: bool(stop.signal),
                                   metadata={"hardware": device_name, **({"init": init} if init else {})})
         except ValueError as exc:  # unusable photos or autoencoder: the user's to fix
             fail(str(exc))
@@ -137,7 +141,11 @@ def train(
     best = result["val_psnr"]
     if not result["finished"]:
         written = f"; the best weights so far ({best:.2f} dB) are in {out}" if result["val_psnr_by_steps"] else ""
-        err.print(f"stopped after {minutes} min; resume with the same command (checkpoint {checkpoint}){written}")
+        why = f"stopped, {stop.reason}" if stop.signal else f"stopped after {minutes} min"
+        resume = f"resume with the same command (checkpoint {checkpoint})" if checkpoint else "no --checkpoint to resume from"
+        err.print(f"{why}; {resume}{written}", soft_wrap=True)
+        if stop.signal:
+            raise typer.Exit(128 + stop.signal)
         return
     print(f"wrote {out}: " + (f"best validation PSNR {best:.2f} dB" if best > -float("inf")
                               else "no NCA training (--nca-iterations 0): its autoencoder is for --autoencoder"))

@@ -152,3 +152,34 @@ def test_sigterm_during_the_last_file_finishes_it_and_exits_143(tmp_path, tiny_w
     assert '"status": "done"' in stderr.decode()
     assert "stopped, interrupted by SIGTERM: every file had been started" in stderr.decode()
     assert image.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_after_the_batch_and_saves_the_checkpoint(tmp_path, signum):
+    import torch
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(4):
+        write_photo(data / f"p{i}.png", size=(40, 36), seed=i)
+    ckpt, log = tmp_path / "c.pt", tmp_path / "log.jsonl"
+    proc = subprocess.Popen(argv("train", "--data", data, "--out", tmp_path / "m.safetensors", "--preset", "paper",
+                                 "--crop", "16", "--batch", "2", "--ae-iterations", "100000", "--checkpoint", ckpt,
+                                 "--log", log, "--device", "cpu"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(600):  # the first batch is logged: the handlers are in place
+        if log.exists() and log.read_text().count("\n") >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(proc.stderr.read().decode())
+        select.select([], [], [], 0.1)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    stderr = stderr.decode()
+
+    assert proc.returncode == 128 + signum, stderr
+    assert_no_traceback(stderr)
+    assert f"stopped, interrupted by {signum.name}; resume with the same command" in stderr
+    logged = [json.loads(line)["iteration"] for line in log.read_text().splitlines()]
+    assert torch.load(ckpt, weights_only=False)["iteration"] == logged[-1]  # every batch done is kept
+    assert temp_files(tmp_path) == []
