@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from lnca_cli.devices import DeviceError, autocast, resolve_precision
 from lnca_cli.files import atomic_write
 from lnca_cli.hub import load_weights, save_weights
 from lnca_cli.images import ImageError, as_rgb, find_images, read_image
@@ -213,11 +214,26 @@ def fewest_good_steps(scores: dict[int, float]) -> int:
     return min(t for t, score in scores.items() if score >= best - STEPS_TOLERANCE_DB)
 
 
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would need loss scaling: not offered
+
+
+def training_precision(device: torch.device, name: str = "auto") -> str:
+    """What a training run computes in: under bf16 autocast, the matmuls and convs run in bf16 while
+    the weights, the optimiser and the norms stay fp32. auto: bf16 on a GPU, fp32 on a CPU.
+    Raises DeviceError for a precision the device lacks (devices.resolve_precision)."""
+    if name not in TRAINING_PRECISIONS:
+        raise DeviceError(f"unknown training precision '{name}'; expected one of {', '.join(TRAINING_PRECISIONS)}")
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" else "fp32"
+    return resolve_precision(device, name)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, photos_train: list[torch.Tensor], photos_val: list[torch.Tensor],
                  device: str = "cpu", log: Callable[[dict], None] | None = None,
-                 note: Callable[[str], None] | None = None):
+                 note: Callable[[str], None] | None = None, precision: str = "auto"):
         self.cfg, self.device = config, torch.device(device)
+        self.precision = training_precision(self.device, precision)
         self.photos, self.log = photos_train, log or (lambda row: None)
         self.note = note or (lambda message: None)  # what is going on between batches, for people
         self.model = LNCA(model_config(config)).to(self.device)
@@ -229,7 +245,6 @@ class Trainer:
         self.e2e_opt = torch.optim.Adam(self._e2e_params(), lr=config.e2e_lr)
         self.pool: Pool | None = None
         self.val_clean, self.val_degraded = self._validation_set(photos_val)
-        self.autocast = self.device.type == "cuda"
 
     def _ae_params(self):
         return list(self.model.encoder.parameters()) + list(self.model.decoder.parameters())
@@ -249,7 +264,7 @@ class Trainer:
         return clean.to(self.device), degraded.to(self.device), mask.to(self.device)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+        return autocast(self.device, self.precision)
 
     # -- phase 1
     def ae_iteration(self) -> float:
@@ -467,14 +482,15 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
           log_path: str | Path | None = None, metadata: dict[str, str] | None = None,
           autoencoder: str | Path | None = None, init: str | Path | None = None,
           on_iteration: Callable[[dict], None] | None = None, note: Callable[[str], None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> dict:
+          should_stop: Callable[[], bool] = lambda: False, precision: str = "auto") -> dict:
     """Train on a folder of photos and write the best weights to `out`.
 
     With `checkpoint`, resumes from it if it exists and saves to it when `minutes` run out or
     should_stop() says so (checked before each batch: a signal's stop); the best weights so far are
     written to `out` then too (call again to go on). With `autoencoder` (a
     weights file), phase 1 is skipped and that model's autoencoder is used; with `init`, phases 1
-    and 2 are skipped and the whole model is trained on from that one. Returns whether the run
+    and 2 are skipped and the whole model is trained on from that one. `precision`: see
+    training_precision. Returns whether the run
     finished, and the validation scores of the weights written (None if none were: no NCA yet).
     """
     files = list_images(data)
@@ -492,7 +508,8 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, val: str | 
 
     note = note or (lambda message: None)
     note(f"loading {len(train_files)} training and {len(val_files)} validation photos")
-    trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log, note)
+    trainer = Trainer(config, load_photos(train_files, config.crop), load_photos(val_files, 16), device, log, note,
+                      precision)
     if checkpoint and Path(checkpoint).exists():
         trainer.load_checkpoint(checkpoint)
     elif autoencoder is not None or init is not None:

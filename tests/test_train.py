@@ -7,11 +7,12 @@ from typer.testing import CliRunner
 
 from conftest import write_photo
 from lnca_cli.cli import app
+from lnca_cli.devices import DeviceError, cpu_has_bf16
 from lnca_cli.errors import SettingsError
 from lnca_cli.hub import load_weights
 from lnca_cli.recipe import TrainConfig
 from lnca_cli.train import (Trainer, cosine_lr, degrade_for_task, fewest_good_steps, normalize_gradients,
-                            pixel_loss, random_crops, split_photos)
+                            pixel_loss, random_crops, split_photos, training_precision)
 
 TINY_RUN = dict(preset="paper", crop=16, batch=2, ae_iterations=3, nca_iterations=3, pool_size=6, val_every=2,
                 min_steps=2, max_steps=4, val_crop=16)
@@ -129,6 +130,8 @@ def test_lnca_train_end_to_end_with_resume(tmp_path):
     (["--task", "sharpen"], "unknown task"),
     (["--preset", "huge"], "unknown preset"),
     (["--minutes", "5"], "needs a --checkpoint"),
+    (["--precision", "fp16"], "unknown training precision 'fp16'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
 ])
 def test_lnca_train_bad_settings(tmp_path, args, message):
     write_photo(tmp_path / "a.png", size=(40, 40))
@@ -183,6 +186,33 @@ def test_phase_3_trains_every_part_and_keeps_batchnorm_statistics():
     for key in (k for k in before if "running_" in k):
         assert torch.equal(before[key], after[key]), key
     assert trainer.best_state and trainer.pool is None
+
+
+def test_training_is_fp32_on_a_cpu_unless_bf16_is_asked_for():
+    cpu = torch.device("cpu")
+    assert training_precision(cpu) == "fp32" and training_precision(cpu, "fp32") == "fp32"
+    with pytest.raises(DeviceError, match="unknown training precision 'fp16'"):
+        training_precision(cpu, "fp16")
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 arithmetic")
+def test_phase_3_in_bf16_computes_in_bf16_and_keeps_fp32_weights():
+    def trained_weights(precision):
+        torch.manual_seed(0)
+        trainer = Trainer(TrainConfig(**{**TINY_RUN, "ae_iterations": 0, "nca_iterations": 0, "e2e_iterations": 2}),
+                          photos(), photos(2), precision=precision)
+        trainer.phase = 3
+        seen = []
+        trainer.model.decoder.out[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        assert trainer.run()
+        return trainer.model.state_dict()["nca.rule.expand.weight"], set(seen)
+
+    fp32, fp32_dtypes = trained_weights("fp32")
+    bf16, bf16_dtypes = trained_weights("bf16")
+    assert fp32_dtypes == {torch.float32} and torch.bfloat16 in bf16_dtypes
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)  # the same training, to bf16's precision
+    assert not torch.equal(bf16, fp32)
 
 
 @pytest.mark.parametrize("kind", ["mse", "l1", "charbonnier"])
