@@ -41,6 +41,7 @@ ARMS = {
         "crop 32, batch 32": {"crop": 32, "batch": 32},
         "lr 3e-4": {"e2e_lr": 3e-4},
         "lr 3e-3": {"e2e_lr": 3e-3},
+        "bf16": {"precision": "bf16"},
     },
     "deblur": {
         "end-to-end (base)": {},
@@ -56,7 +57,8 @@ def slug(arm: str) -> str:
 
 
 def recipe(task: str, arm: str) -> dict:
-    return {**BASE, **ARMS[task][arm]}
+    """The arm's `lnca train` settings: TrainConfig's fields, and `precision` (the trainer's)."""
+    return {**BASE, "precision": "fp32", **ARMS[task][arm]}
 
 
 def cpu_seconds_per_batch(task: str, arm: str) -> float:
@@ -72,9 +74,11 @@ def cpu_seconds_per_batch(task: str, arm: str) -> float:
     from lnca_cli.train import Trainer
 
     set_threads(1)
-    config = TrainConfig(task=task, e2e_iterations=1000, **recipe(task, arm))
+    settings = recipe(task, arm)
+    precision = settings.pop("precision")
+    config = TrainConfig(task=task, e2e_iterations=1000, **settings)
     photos = [(torch.rand(3, 256, 256) * 255).to(torch.uint8) for _ in range(4)]
-    trainer = Trainer(config, photos, photos[:1])
+    trainer = Trainer(config, photos, photos[:1], precision=precision)
     trainer.adopt_model(load_weights(INIT[task])[0])
     trainer.e2e_iteration()  # warm-up
     started = time.process_time()
