@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-PIXEL_LOSSES = ("mse", "l1", "charbonnier")  # phase 3's choices
+PIXEL_LOSSES = ("mse", "l1", "charbonnier", "l1-gradient")  # phase 3's choices (train.pixel_loss)
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TrainConfig:
     nca_lr: float = 1e-2  # phase 2
     e2e_iterations: int = 0  # phase 3: end to end
     e2e_lr: float = 1e-3
-    loss: str = "mse"  # phase 3's pixel loss: mse, l1 or charbonnier
+    loss: str = "mse"  # phase 3's pixel loss: PIXEL_LOSSES
     freeze_autoencoder: bool = False  # phase 3 trains the NCA alone (the recipe comparison's other arm)
     residual: bool = False  # phase 3 from --init: the decoder learns a correction to the input (model.py)
     min_steps: int = 8

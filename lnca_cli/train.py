@@ -175,12 +175,22 @@ class Pool:
 
 # ---------------------------------------------------------------- phase 3: end to end
 
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The differences between neighbouring pixels of (N, C, H, W), down and across."""
+    return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+
 def pixel_loss(kind: str, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Phase 3's loss on the restored image: MSE (what PSNR scores), L1, or Charbonnier (a smooth L1)."""
+    """Phase 3's loss on the restored image: MSE (what PSNR scores), L1, Charbonnier (a smooth L1),
+    or L1 plus the L1 of the image gradients' error ("l1-gradient": it asks for sharp edges where
+    they are, which a blur spreads thin and the plain L1 of pixels rewards little)."""
     if kind == "mse":
         return mse(restored, clean)
     if kind == "l1":
         return F.l1_loss(restored, clean)
+    if kind == "l1-gradient":
+        edges = [F.l1_loss(mine, theirs) for mine, theirs in zip(image_gradients(restored), image_gradients(clean))]
+        return F.l1_loss(restored, clean) + sum(edges)
     if kind == "charbonnier":
         return torch.sqrt((restored - clean).pow(2) + 1e-6).mean()
     raise ValueError(f"unknown loss '{kind}'; expected one of {', '.join(PIXEL_LOSSES)}")

@@ -215,13 +215,27 @@ def test_phase_3_in_bf16_computes_in_bf16_and_keeps_fp32_weights():
     assert not torch.equal(bf16, fp32)
 
 
-@pytest.mark.parametrize("kind", ["mse", "l1", "charbonnier"])
+@pytest.mark.parametrize("kind", ["mse", "l1", "charbonnier", "l1-gradient"])
 def test_pixel_losses_are_zero_only_for_a_perfect_restore(kind):
     clean = torch.rand(2, 3, 8, 8)
     assert float(pixel_loss(kind, clean, clean)) < 2e-3
     assert float(pixel_loss(kind, clean.flip(-1), clean)) > 0.05
     with pytest.raises(ValueError, match="unknown loss"):
         pixel_loss("ssim", clean, clean)
+
+
+def test_the_gradient_loss_adds_the_error_of_the_edges_to_l1():
+    clean = torch.zeros(1, 1, 8, 8)
+    clean[..., 4:] = 1.0  # a sharp vertical edge
+    soft = clean.clone()
+    soft[..., 3], soft[..., 4] = 0.25, 0.75  # the same edge, blurred over two columns: mean kept
+    sharp_but_shifted = clean.roll(1, dims=-1)
+    for restored in (soft, sharp_but_shifted):
+        assert pixel_loss("l1-gradient", restored, clean) > pixel_loss("l1", restored, clean)
+    # across each row the soft edge's steps err by 0.25, 0.5 and 0.25 (1.0 in all) of 7 differences;
+    # down the columns nothing changes
+    edges = pixel_loss("l1-gradient", soft, clean) - pixel_loss("l1", soft, clean)
+    assert float(edges) == pytest.approx(1.0 / 7, abs=1e-6)
 
 
 def test_phase_3_resumes_exactly_from_a_small_checkpoint(tmp_path):

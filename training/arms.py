@@ -47,6 +47,7 @@ ARMS = {
         "end-to-end (base)": {},
         "residual output": {"residual": True},
         "residual, L1": {"residual": True, "loss": "l1"},
+        "residual, L1 + gradients": {"residual": True, "loss": "l1-gradient"},
     },
 }
 INIT = {"denoise": "weights/denoise.safetensors", "deblur": "weights/deblur.safetensors"}
