@@ -2,7 +2,7 @@
 # Decoder blocks four times wider inside (issue 12). Six blocks bought more than two
 # (training/denoise-deep6.sh: validation +0.24 dB over denoise-v5, two blocks +0.18), but the
 # return of depth fell; so this run widens the same six blocks instead: each block's inner conv goes
-# from 16 to 64 channels (preset wide-dw-deep6x4). With bf16 on the CPU that costs about 5% more
+# from 16 to 64 channels (preset wide-dw-deep6x4). With bf16 on the CPU that costs 2-9% more
 # restore time (the NCA's matmuls dominate). Grown from denoise-v7 (the end of denoise-deep6.sh)
 # so that it starts exactly there (RefineBlock.grow_from), then trained with the same recipe (T in
 # [4, 12], Charbonnier, batch 8 of 64x64) on a cosine schedule from 5e-4 over 15,000 batches, as
