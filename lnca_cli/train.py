@@ -229,7 +229,7 @@ TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would need loss scaling: 
 
 def training_precision(device: torch.device, name: str = "auto") -> str:
     """What a training run computes in: under bf16 autocast, the matmuls and convs run in bf16 while
-    the weights, the optimiser and the norms stay fp32. auto: bf16 on a GPU, fp32 on a CPU.
+    the weights, the optimiser and the norms stay fp32. auto: bf16 on a CUDA GPU, fp32 elsewhere.
     Raises DeviceError for a precision the device lacks (devices.resolve_precision)."""
     if name not in TRAINING_PRECISIONS:
         raise DeviceError(f"unknown training precision '{name}'; expected one of {', '.join(TRAINING_PRECISIONS)}")

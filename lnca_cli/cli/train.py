@@ -61,7 +61,7 @@ def train(
     device: DeviceOption = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16: bf16 runs the matmuls and convs in bf16 "
                                            "(weights, optimiser and norms stay fp32), faster on a GPU and on a "
-                                           "CPU with AMX. auto: bf16 on a GPU, fp32 on a CPU.")] = "auto",
+                                           "CPU with AMX. auto: bf16 on a CUDA GPU, fp32 elsewhere.")] = "auto",
     log: Annotated[Optional[str], typer.Option(help="Append one JSON line per batch here.")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Draw the loss curves to this PNG at the end (needs --log).")]
     = None,
