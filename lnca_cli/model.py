@@ -91,6 +91,8 @@ PRESETS = {
     "wide-dw-deep6": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=6),  # deeper still
     "wide-dw-deep6x4": LNCAConfig(ae_channels=16, latent_channels=48, perception="depthwise", decoder_blocks=6,
                                   refine_expand=4),  # ... and each block 4x wider inside
+    "wide-dw-deep6-ae32": LNCAConfig(ae_channels=32, latent_channels=48, perception="depthwise", decoder_blocks=6,
+                                     refine_expand=2),  # the half-resolution stream twice as wide, 64 inside
 }
 
 
@@ -109,6 +111,35 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
     """The encoder and decoder run in channels_last memory: the NCA's cells are views of it."""
     return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def grow_layer(layer: nn.Module, narrower: nn.Module) -> None:
+    """Copy a Conv2d, ConvTranspose2d or BatchNorm2d of fewer channels into the first channels of
+    this one, so that its old outputs compute exactly what they did: they read none of the new
+    inputs (those weights are zero). New outputs keep their random init; whoever reads them starts
+    with zero weights for them too, so a model grown layer by layer restores as before, and training
+    gives the new channels their use (the widening of Net2Net, Chen et al. 2016, with zeros)."""
+    if type(layer) is not type(narrower):
+        raise ValueError(f"a {type(layer).__name__} can only grow from another")
+    if isinstance(layer, nn.BatchNorm2d):
+        pairs = [(layer.weight, narrower.weight), (layer.bias, narrower.bias),
+                 (layer.running_mean, narrower.running_mean), (layer.running_var, narrower.running_var)]
+        layer.num_batches_tracked.copy_(narrower.num_batches_tracked)
+    else:  # a ConvTranspose2d keeps its weight as (in, out, ...): seen transposed, every weight is (out, in, ...)
+        turn = (lambda w: w.transpose(0, 1)) if isinstance(layer, nn.ConvTranspose2d) else (lambda w: w)
+        weight, theirs = turn(layer.weight), turn(narrower.weight)
+        if weight.shape[2:] != theirs.shape[2:] or layer.groups != narrower.groups:
+            raise ValueError("a layer can only grow from one of the same kernel")
+        pairs = [(weight, theirs), (layer.bias, narrower.bias)]
+    for mine, old in pairs:
+        if any(a < b for a, b in zip(mine.shape, old.shape)):
+            raise ValueError(f"a layer can only grow from a narrower one, not from {tuple(old.shape)} "
+                             f"to {tuple(mine.shape)}")
+    if not isinstance(layer, nn.BatchNorm2d):
+        weight[:theirs.shape[0], theirs.shape[1]:] = 0.0
+    for mine, old in pairs:
+        mine[tuple(slice(0, n) for n in old.shape)] = old
 
 
 def _block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
@@ -152,20 +183,6 @@ class RefineBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.silu(self.conv1(x)))
 
-    @torch.no_grad()
-    def grow_from(self, narrower: "RefineBlock") -> None:
-        """Take a block of fewer inner channels so that this one computes exactly what it did: the new
-        inner channels keep their random init and are read by no one (their columns of conv2 are
-        zero) until training gives them a use, as in NAFCA.grow_from."""
-        inner = narrower.conv1.out_channels
-        if inner > self.conv1.out_channels or narrower.conv1.in_channels != self.conv1.in_channels:
-            raise ValueError("a decoder block can only grow from a narrower one of the same channels")
-        self.conv1.weight[:inner] = narrower.conv1.weight
-        self.conv1.bias[:inner] = narrower.conv1.bias
-        self.conv2.weight.zero_()
-        self.conv2.weight[:, :inner] = narrower.conv2.weight
-        self.conv2.bias.copy_(narrower.conv2.bias)
-
 
 class Decoder(nn.Module):
     """Latent and skip -> the image (sigmoid), or with `residual` a correction to add to the input
@@ -185,14 +202,6 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.out(self.refine(self.merge(self.up(z) + skip)))
-
-    def grow_from(self, smaller: "Decoder") -> None:
-        """Take a decoder of fewer or narrower refine blocks (the rest the same): its blocks grow into
-        the first of these (RefineBlock.grow_from), and the new ones pass their input through."""
-        theirs = smaller.state_dict()
-        self.load_state_dict({k: v for k, v in theirs.items() if not k.startswith("refine.")}, strict=False)
-        for mine, narrower in zip(self.refine, smaller.refine):
-            mine.grow_from(narrower)
 
     def start_as_identity(self) -> None:
         """Make a residual decoder's correction zero whatever its input (the last BatchNorm's scale
@@ -472,20 +481,28 @@ class LNCA(nn.Module):
         return out[..., :height, :width]
 
     #: The config fields that LNCA.grow_from may grow.
-    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand")
+    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand", "ae_channels")
+
+    def widths(self) -> tuple[int, ...]:
+        """The sizes LNCA.grow_from may grow: the rule's width, the decoder's blocks, their inner
+        width and the autoencoder's (the half-resolution stream of skip and decoder)."""
+        c = self.config
+        return c.embed_dim, c.decoder_blocks, c.refine_expand * c.ae_channels, c.ae_channels
 
     def grow_from(self, smaller: "LNCA") -> None:
-        """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from)
-        or fewer or narrower decoder blocks (Decoder.grow_from): this one then restores exactly as that
-        one does, and can train on with the room it has gained."""
-        mine, theirs = self.config, smaller.config
-        grown = {field: getattr(mine, field) for field in (*self.GROWABLE, "steps")}
-        if (dataclasses.replace(theirs, **grown) != mine
-                or any(getattr(theirs, field) > getattr(mine, field) for field in self.GROWABLE)):
-            raise ValueError("only the rule's width (embed_dim) and the decoder's blocks may differ from the "
-                             "model it grows from, and only grow")
-        self.encoder.load_state_dict(smaller.encoder.state_dict())
-        self.decoder.grow_from(smaller.decoder)
+        """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from),
+        fewer or narrower decoder blocks or a narrower autoencoder (grow_layer, layer by layer): this
+        one then restores exactly as that one does, and can train on with the room it has gained."""
+        grown = {field: getattr(self.config, field) for field in (*self.GROWABLE, "steps")}
+        if (dataclasses.replace(smaller.config, **grown) != self.config
+                or any(theirs > mine for theirs, mine in zip(smaller.widths(), self.widths()))):
+            raise ValueError("only the rule's width (embed_dim), the decoder's blocks and the autoencoder's "
+                             "width may differ from the model it grows from, and only grow")
+        layers = dict(self.named_modules())
+        for name, layer in smaller.named_modules():
+            if name.startswith(("encoder.", "decoder.")) and isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d,
+                                                                             nn.BatchNorm2d)):
+                grow_layer(layers[name], layer)
         self.nca.rule.grow_from(smaller.nca.rule)
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:

@@ -247,6 +247,24 @@ def test_a_model_grown_with_wider_decoder_blocks_restores_exactly_as_it_did():
     assert PRESETS["wide-dw-deep6x4"] == LNCAConfig(**{**PRESETS["wide-dw-deep6"].to_dict(), "refine_expand": 4})
 
 
+def test_a_model_grown_with_a_wider_autoencoder_restores_exactly_as_it_did():
+    small = random_model(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 2, "refine_expand": 2}), sharp=True)
+    wide = LNCA(LNCAConfig(**{**TINY.to_dict(), "decoder_blocks": 3, "ae_channels": 2 * TINY.ae_channels})).eval()
+    image = torch.rand(2, 3, 20, 24)
+    wide.grow_from(small)
+    torch.testing.assert_close(wide(image, steps=3), small(image, steps=3))
+    old = TINY.ae_channels
+    merge = wide.decoder.merge[0].weight
+    assert merge[:old, old:].abs().sum() == 0  # the old channels read none of the new ones
+    assert merge[old:].abs().sum() > 0  # ... which are computed, for the new layers that read them
+    assert wide.decoder.out[0].weight[old:].abs().sum() == 0  # a ConvTranspose2d's weight is (in, out, ...)
+    assert wide.encoder.down[0].weight[:, old:].abs().sum() == 0
+    with pytest.raises(ValueError, match="only grow"):
+        small.grow_from(wide)
+    assert PRESETS["wide-dw-deep6-ae32"] == LNCAConfig(**{**PRESETS["wide-dw-deep6"].to_dict(), "ae_channels": 32,
+                                                          "refine_expand": 2})
+
+
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
     narrow = random_model()
     other_latent = LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32, "latent_channels": 4}))
