@@ -21,6 +21,11 @@ from lnca_cli.errors import SettingsError
 Degradation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 MASK_NOISE_STD = 0.2  # the paper's N(0, 0.2) at corrupted pixels
+TRAINING_MOTION_LENGTHS = (3, 21)  # random_blur's motion blur lengths in pixels, both included
+TRAINING_DEFOCUS_SIGMAS = (0.5, 2.0)  # ... and its defocus blur's sigmas
+#: Pixels around each pixel that a training degradation reads (its widest kernel's radius); the
+#: degradations not listed read none. lnca train --degrade-before-crop cuts crops this much larger.
+TRAINING_REACH = {"random_blur": max(TRAINING_MOTION_LENGTHS[1] // 2, math.ceil(3 * TRAINING_DEFOCUS_SIGMAS[1]))}
 
 
 def _check_batch(x: torch.Tensor) -> None:
@@ -175,8 +180,9 @@ def random_blur(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     _check_batch(x)
     n = x.shape[0]
     defocus = torch.rand(n, generator=generator, device=x.device) < 0.3
-    defocus_sigmas = _uniform(n, 0.5, 2.0, generator, x)
-    lengths = torch.randint(3, 22, (n,), generator=generator, device=x.device)
+    defocus_sigmas = _uniform(n, *TRAINING_DEFOCUS_SIGMAS, generator, x)
+    lengths = torch.randint(TRAINING_MOTION_LENGTHS[0], TRAINING_MOTION_LENGTHS[1] + 1, (n,), generator=generator,
+                            device=x.device)
     angles = _uniform(n, 0.0, 360.0, generator, x)
     blurred = []
     for i in range(n):

@@ -24,6 +24,7 @@ class TrainConfig:
     loss: str = "mse"  # phase 3's pixel loss: PIXEL_LOSSES
     freeze_autoencoder: bool = False  # phase 3 trains the NCA alone (the recipe comparison's other arm)
     residual: bool = False  # phase 3 from --init: the decoder learns a correction to the input (model.py)
+    degrade_before_crop: bool = False  # degrade crops cut larger by the task's reach, then cut them to size
     min_steps: int = 8
     max_steps: int = 32
     pool_size: int = 1024

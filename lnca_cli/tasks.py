@@ -32,6 +32,13 @@ class Task:
             return result
         return result, clean.new_ones((clean.shape[0], 1, *clean.shape[-2:]))
 
+    def training_reach(self) -> int:
+        """Pixels around each pixel that the training degradation reads: a blur's kernel radius, 0
+        for noise (degrade.TRAINING_REACH)."""
+        from lnca_cli import degrade
+
+        return degrade.TRAINING_REACH.get(self.training_degradation, 0)
+
 
 TASKS: dict[str, Task] = {}
 

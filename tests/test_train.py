@@ -11,8 +11,8 @@ from lnca_cli.devices import DeviceError, cpu_has_bf16
 from lnca_cli.errors import SettingsError
 from lnca_cli.hub import load_weights
 from lnca_cli.recipe import TrainConfig
-from lnca_cli.train import (Trainer, cosine_lr, degrade_for_task, fewest_good_steps, normalize_gradients,
-                            pixel_loss, random_crops, split_photos, training_precision)
+from lnca_cli.train import (Trainer, cosine_lr, degrade_for_task, degraded_crops, fewest_good_steps,
+                            normalize_gradients, pixel_loss, random_crops, split_photos, training_precision)
 
 TINY_RUN = dict(preset="paper", crop=16, batch=2, ae_iterations=3, nca_iterations=3, pool_size=6, val_every=2,
                 min_steps=2, max_steps=4, val_crop=16)
@@ -56,6 +56,25 @@ def test_each_task_degrades(task):
     assert not torch.equal(degraded, clean)
     with pytest.raises(SettingsError, match="unknown task"):
         degrade_for_task("sharpen", clean, torch.Generator())
+
+
+def test_degrading_before_the_crop_lets_a_blur_read_the_photo_around_it():
+    photo = torch.ones(1, 3, 40, 40)
+    photo[..., 10:30, 10:30] = 0.0  # a dark square in a bright photo: the crop is the square
+    for seed in range(8):  # motion blurs at any angle, and defocus
+        clean, degraded, mask = degraded_crops("deblur", photo, 10, torch.Generator().manual_seed(seed))
+        assert clean.shape == degraded.shape == (1, 3, 20, 20) and mask.shape == (1, 1, 20, 20)
+        assert clean.sum() == 0 and degraded.amax() > 0.2  # the light around the crop is blurred into it
+        alone, _ = degrade_for_task("deblur", clean, torch.Generator().manual_seed(seed))
+        assert alone.amax() < 0.05  # blurred alone, the crop reads only its reflection (and a little noise)
+
+
+def test_a_trainer_that_degrades_before_the_crop_gives_crops_of_the_recipes_size():
+    trainer = make_trainer(task="deblur", degrade_before_crop=True, crop=8, val_crop=12)
+    clean, degraded, _ = trainer._batch()
+    assert clean.shape == degraded.shape == (2, 3, 8, 8)
+    assert trainer.val_clean.shape[-2:] == trainer.val_degraded.shape[-2:] == (12, 12)
+    assert make_trainer(task="denoise", degrade_before_crop=True).val_clean.shape[-2:] == (16, 16)  # noise: no reach
 
 
 def test_validation_split_is_fixed_and_disjoint():
@@ -275,6 +294,7 @@ def test_lnca_train_init_trains_a_model_on_end_to_end(tmp_path):
     assert {json.loads(line)["phase"] for line in log.read_text().splitlines()} == {3}
     _, metadata = load_weights(out)
     assert metadata["init"] == str(tmp_path / "source.safetensors")
+    assert json.loads(metadata["train_config"])["degrade_before_crop"] is False
     no_budget = CliRunner().invoke(app, common)
     assert no_budget.exit_code == 2 and "--e2e-iterations" in no_budget.stderr
 

@@ -48,8 +48,12 @@ ARMS = {
         "residual output": {"residual": True},
         "residual, L1": {"residual": True, "loss": "l1"},
         "residual, L1 + gradients": {"residual": True, "loss": "l1-gradient"},
+        "residual, L1, degraded before the crop": {"residual": True, "loss": "l1", "degrade_before_crop": True},
     },
 }
+#: Blurs the deblur arms are also scored on over the validation split's whole photos (lnca eval):
+#: the arms' own validation crops differ where the arm changes how crops are degraded.
+WHOLE_PHOTO_SPECS = {"deblur": ("motion:7", "motion:15")}
 INIT = {"denoise": "weights/denoise.safetensors", "deblur": "weights/deblur.safetensors"}
 
 
@@ -116,7 +120,36 @@ def run_arm(task: str, arm: str, pool: str, budget_s: float) -> dict:
     return {"task": task, "arm": arm, "recipe": recipe(task, arm), "batches": batches,
             "cpu_s_per_batch": per_batch, "train_cpu_minutes": batches * per_batch / 60,
             "run_cpu_minutes": total / 60, "val_psnr_by_steps": scores, "best_steps": best_steps,
-            "best_psnr": scores[best_steps]}
+            "best_psnr": scores[best_steps], "whole_photo_psnr": whole_photo_scores(task, out, pool)}
+
+
+def validation_folder(task: str, pool: str) -> Path:
+    """The pool's validation split as a folder of links to its photos, for lnca eval."""
+    from lnca_cli.recipe import TrainConfig
+    from lnca_cli.train import list_images, split_photos
+
+    config = TrainConfig(task=task)
+    _, val_files = split_photos(list_images(pool), config.val_fraction, config.seed)
+    folder = WEIGHTS / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in val_files:
+        link = folder / path.name
+        if not link.exists():
+            link.symlink_to(path.resolve())
+    return folder
+
+
+def whole_photo_scores(task: str, weights: Path, pool: str) -> dict[str, list[float]]:
+    """[PSNR of the degraded input, of the weights' restore] on the validation split's whole photos,
+    per spec of WHOLE_PHOTO_SPECS."""
+    scores = {}
+    for spec in WHOLE_PHOTO_SPECS.get(task, ()):
+        report = subprocess.run(["lnca", "eval", "--task", task, "--data", str(validation_folder(task, pool)),
+                                 "--noise", spec, "-m", str(weights), "--threads", "1", "--device", "cpu", "--json"],
+                                check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+        mean = json.loads(report)["mean"]
+        scores[spec] = [mean["psnr_input"], mean["psnr"]]
+    return scores
 
 
 def starting_point(task: str, pool: str) -> dict:
@@ -143,17 +176,22 @@ def starting_point(task: str, pool: str) -> dict:
 
 
 def table(rows: list[dict], start: dict) -> str:
-    lines = ["| arm | batches | CPU s / batch | training CPU-min | val PSNR (best steps) | val PSNR at 12 steps |",
-             "|---|---|---|---|---|---|",
-             f"| degraded input | - | - | - | {start['input_psnr']:.2f} | - |"]
+    specs = WHOLE_PHOTO_SPECS.get(rows[0]["task"], ())
+    whole = "".join(f" whole photos {spec} (input) |" for spec in specs)
+    lines = ["| arm | batches | CPU s / batch | training CPU-min | val PSNR (best steps) | val PSNR at 12 steps |" + whole,
+             "|---|---|---|---|---|---|" + "---|" * len(specs),
+             f"| degraded input | - | - | - | {start['input_psnr']:.2f} | - |" + " - |" * len(specs)]
     init = {int(t): s for t, s in start["init_psnr_by_steps"].items()}
     best = max(init, key=init.get)
     lines.append(f"| start ({INIT[rows[0]['task']].split('/')[-1]}) | 0 | - | - | {init[best]:.2f} ({best}) | "
-                 f"{init[12]:.2f} |")
+                 f"{init[12]:.2f} |" + " - |" * len(specs))
     for r in rows:
         at_12 = {int(t): v for t, v in r["val_psnr_by_steps"].items()}[12]
+        scores = r.get("whole_photo_psnr", {})
+        cells = "".join(f" {scores[spec][1]:.2f} ({scores[spec][0]:.2f}) |" if spec in scores else " - |"
+                        for spec in specs)
         lines.append(f"| {r['arm']} | {r['batches']} | {r['cpu_s_per_batch']:.3f} | {r['train_cpu_minutes']:.1f} | "
-                     f"{r['best_psnr']:.2f} ({r['best_steps']}) | {at_12:.2f} |")
+                     f"{r['best_psnr']:.2f} ({r['best_steps']}) | {at_12:.2f} |" + cells)
     return "\n".join(lines)
 
 

@@ -49,6 +49,10 @@ def train(
     residual: RecipeOption("residual", "With --init: the decoder learns a correction added to the degraded "
                            "input instead of the image, and the model starts as the identity (it returns its "
                            "input), so training starts from doing no harm.", bool) = None,
+    degrade_before_crop: RecipeOption("degrade_before_crop", "Cut each crop larger by the degradation's reach "
+                                      "(a blur's radius), degrade it, then cut it to --crop: a blur then reads "
+                                      "the photo around the crop, as in a whole blurred photo, not reflections.",
+                                      bool) = None,
     min_steps: RecipeOption("min_steps", "Fewest NCA steps drawn for a batch (phases 2, 3).") = None,
     max_steps: RecipeOption("max_steps", "Most NCA steps drawn for a batch (phases 2, 3).") = None,
     val_every: RecipeOption("val_every", "Validate (and checkpoint) every N batches.") = None,
@@ -106,7 +110,7 @@ def train(
     overrides = dict(crop=crop, batch=batch, ae_iterations=ae_iterations, nca_iterations=nca_iterations,
                      nca_lr=nca_lr, e2e_iterations=e2e_iterations, e2e_lr=e2e_lr, loss=loss, min_steps=min_steps,
                      max_steps=max_steps, val_every=val_every, freeze_autoencoder=freeze_autoencoder,
-                     residual=residual)
+                     residual=residual, degrade_before_crop=degrade_before_crop)
     config = replace(config, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
     if init and not config.e2e_iterations:
         raise SettingsError("--init trains end to end: give --e2e-iterations too")
