@@ -289,12 +289,12 @@ def test_lnca_train_init_trains_a_model_on_end_to_end(tmp_path):
     common = ["train", "--data", str(data), "--out", str(out), "--preset", "paper", "--crop", "16", "--batch", "2",
               "--device", "cpu", "--init", str(tmp_path / "source.safetensors")]
     result = CliRunner().invoke(app, common + ["--e2e-iterations", "2", "--val-every", "1", "--min-steps", "2",
-                                               "--max-steps", "3", "--log", str(log)])
+                                               "--max-steps", "3", "--log", str(log), "--degrade-before-crop"])
     assert result.exit_code == 0, result.output
     assert {json.loads(line)["phase"] for line in log.read_text().splitlines()} == {3}
     _, metadata = load_weights(out)
     assert metadata["init"] == str(tmp_path / "source.safetensors")
-    assert json.loads(metadata["train_config"])["degrade_before_crop"] is False
+    assert json.loads(metadata["train_config"])["degrade_before_crop"] is True  # (noise reaches no neighbours)
     no_budget = CliRunner().invoke(app, common)
     assert no_budget.exit_code == 2 and "--e2e-iterations" in no_budget.stderr
 
