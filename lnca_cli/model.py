@@ -93,6 +93,8 @@ PRESETS = {
                                   refine_expand=4),  # ... and each block 4x wider inside
     "wide-dw-deep6-ae32": LNCAConfig(ae_channels=32, latent_channels=48, perception="depthwise", decoder_blocks=6,
                                      refine_expand=2),  # the half-resolution stream twice as wide, 64 inside
+    "wide-dw-deep8-ae64": LNCAConfig(ae_channels=64, latent_channels=48, perception="depthwise", decoder_blocks=8),
+    # ... and twice as wide again, with two blocks more (each 64 -> 64 -> 64)
 }
 
 

@@ -263,6 +263,8 @@ def test_a_model_grown_with_a_wider_autoencoder_restores_exactly_as_it_did():
         small.grow_from(wide)
     assert PRESETS["wide-dw-deep6-ae32"] == LNCAConfig(**{**PRESETS["wide-dw-deep6"].to_dict(), "ae_channels": 32,
                                                           "refine_expand": 2})
+    assert PRESETS["wide-dw-deep8-ae64"] == LNCAConfig(**{**PRESETS["wide-dw-deep6"].to_dict(), "ae_channels": 64,
+                                                          "decoder_blocks": 8})
 
 
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
