@@ -123,16 +123,20 @@ def run_arm(task: str, arm: str, pool: str, budget_s: float) -> dict:
             "best_psnr": scores[best_steps], "whole_photo_psnr": whole_photo_scores(task, out, pool)}
 
 
-def validation_folder(task: str, pool: str) -> Path:
-    """The pool's validation split as a folder of links to its photos, for lnca eval."""
+def validation_files(pool: str) -> list[Path]:
+    """The pool's validation split, as every `lnca train` of the arms holds it out."""
     from lnca_cli.recipe import TrainConfig
     from lnca_cli.train import list_images, split_photos
 
-    config = TrainConfig(task=task)
-    _, val_files = split_photos(list_images(pool), config.val_fraction, config.seed)
+    config = TrainConfig()
+    return split_photos(list_images(pool), config.val_fraction, config.seed)[1]
+
+
+def validation_folder(pool: str) -> Path:
+    """The pool's validation split as a folder of links to its photos, for lnca eval."""
     folder = WEIGHTS / "validation"
     folder.mkdir(parents=True, exist_ok=True)
-    for path in val_files:
+    for path in validation_files(pool):
         link = folder / path.name
         if not link.exists():
             link.symlink_to(path.resolve())
@@ -142,9 +146,9 @@ def validation_folder(task: str, pool: str) -> Path:
 def whole_photo_scores(task: str, weights: Path, pool: str) -> dict[str, list[float]]:
     """[PSNR of the degraded input, of the weights' restore] on the validation split's whole photos,
     per spec of WHOLE_PHOTO_SPECS."""
-    scores = {}
+    scores, folder = {}, validation_folder(pool)
     for spec in WHOLE_PHOTO_SPECS.get(task, ()):
-        report = subprocess.run(["lnca", "eval", "--task", task, "--data", str(validation_folder(task, pool)),
+        report = subprocess.run(["lnca", "eval", "--task", task, "--data", str(folder),
                                  "--noise", spec, "-m", str(weights), "--threads", "1", "--device", "cpu", "--json"],
                                 check=True, capture_output=True, text=True).stdout.splitlines()[-1]
         mean = json.loads(report)["mean"]
@@ -155,18 +159,15 @@ def whole_photo_scores(task: str, weights: Path, pool: str) -> dict[str, list[fl
 def starting_point(task: str, pool: str) -> dict:
     """Validation PSNR of the degraded input and of the weights every arm starts from (at each step
     count), on the same validation crops the arms are scored on."""
-    import torch
-
     from lnca_cli.devices import set_threads
     from lnca_cli.hub import load_weights
     from lnca_cli.metrics import psnr, quantize8
     from lnca_cli.recipe import TrainConfig
-    from lnca_cli.train import Trainer, list_images, load_photos, split_photos
+    from lnca_cli.train import Trainer, load_photos
 
     set_threads(1)
     config = TrainConfig(task=task, e2e_iterations=1, **BASE)
-    _, val_files = split_photos(list_images(pool), config.val_fraction, config.seed)
-    val_photos = load_photos(val_files, 16)
+    val_photos = load_photos(validation_files(pool), 16)
     trainer = Trainer(config, val_photos, val_photos)
     trainer.adopt_model(load_weights(INIT[task])[0])
     trainer.best_state = trainer.model.state_dict()
