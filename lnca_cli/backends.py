@@ -9,7 +9,6 @@ as torch has; onnxruntime and openvino are imported here only, when one of them 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from importlib import metadata
 from typing import Callable
@@ -19,7 +18,7 @@ import torch
 
 from lnca_cli.devices import PRECISIONS, autocast, resolve_device, resolve_precision
 from lnca_cli.errors import SettingsError
-from lnca_cli.export import CONTEXT_NAME, INPUT_NAME, build_graph, check_exportable, check_graph, require
+from lnca_cli.export import INPUT_NAME, build_graph, check_exportable, check_graph, require
 from lnca_cli.model import LNCA
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -27,32 +26,15 @@ DEFAULT_BACKEND = "torch"  # torch bf16 measured fastest on the CPU measured (do
 
 
 class Backend:
-    """Restores one padded tile; `device` and `precision` say where and how (precision resolved).
-
-    A model with an image context (model.ImageContext) restores each tile with the context of the
-    whole image: the engine sums context_totals over the tiles and gives context_bias's result to
-    every tile. The torch model computes these for every back end (a graph restores a tile given
-    its context)."""
+    """Restores one padded tile; `device` and `precision` say where and how (precision resolved)."""
 
     name: str
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
-    model: LNCA
 
     def restore_padded(self, pixels: torch.Tensor, steps: int, origin: tuple[int, int], seeds: torch.Tensor,
-                       on_step: Callable[[], None] | None, context: torch.Tensor | None = None) -> torch.Tensor:
+                       on_step: Callable[[], None] | None) -> torch.Tensor:
         raise NotImplementedError
-
-    def _autocast(self):
-        return contextlib.nullcontext()
-
-    def context_totals(self, pixels: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
-        with self._autocast():
-            return self.model.context_totals(pixels.to(self.device), rows, cols)
-
-    def context_bias(self, totals: torch.Tensor, cells: int) -> torch.Tensor:
-        with self._autocast():
-            return self.model.context_bias(totals, cells)
 
 
 class TorchBackend(Backend):
@@ -63,15 +45,12 @@ class TorchBackend(Backend):
     def __init__(self, model: LNCA, device: torch.device, precision: str):
         self.model, self.device = model.to(device).eval(), device
         self.precision = resolve_precision(device, precision, model.supports_half)
-        self.precision_context = autocast(device, precision, model.supports_half)
+        self.context = autocast(device, precision, model.supports_half)
 
-    def _autocast(self):
-        return self.precision_context
-
-    def restore_padded(self, pixels, steps, origin, seeds, on_step, context=None):
-        with self.precision_context:
+    def restore_padded(self, pixels, steps, origin, seeds, on_step):
+        with self.context:
             result = self.model.restore_padded(pixels.to(self.device), steps, origin=origin, seeds=seeds,
-                                               on_step=on_step, context=context)
+                                               on_step=on_step)
         return result.float().cpu()
 
 
@@ -79,21 +58,17 @@ class GraphBackend(Backend):
     """A graph of the model at `steps`, compiled by a runtime; on_step is called for every step once the
     tile is done (a runtime runs the graph as one call)."""
 
-    def __init__(self, graph: bytes, steps: int, precision: str, threads: int, model: LNCA):
-        self.steps, self.precision, self.model = steps, precision, model.cpu().eval()
+    def __init__(self, graph: bytes, steps: int, precision: str, threads: int):
+        self.steps, self.precision = steps, precision
         self._run = self._compile(graph, precision, threads)
 
-    def _compile(self, graph: bytes, precision: str, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-        """The graph compiled: a function of its inputs by name (export.INPUT_NAME, CONTEXT_NAME)."""
+    def _compile(self, graph: bytes, precision: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
         raise NotImplementedError
 
-    def restore_padded(self, pixels, steps, origin, seeds, on_step, context=None):
+    def restore_padded(self, pixels, steps, origin, seeds, on_step):
         if steps != self.steps:
             raise ValueError(f"this {self.name} back end runs a graph of {self.steps} NCA steps, not {steps}")
-        inputs = {INPUT_NAME: np.ascontiguousarray(pixels.float().numpy())}
-        if context is not None:
-            inputs[CONTEXT_NAME] = context.float().cpu().numpy()
-        result = torch.from_numpy(self._run(inputs))
+        result = torch.from_numpy(self._run(np.ascontiguousarray(pixels.float().numpy())))
         for _ in range(steps if on_step else 0):
             on_step()
         return result
@@ -107,7 +82,7 @@ class OnnxRuntimeBackend(GraphBackend):
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        return lambda inputs: session.run(None, inputs)[0]
+        return lambda pixels: session.run(None, {INPUT_NAME: pixels})[0]
 
 
 class OpenVinoBackend(GraphBackend):
@@ -120,7 +95,7 @@ class OpenVinoBackend(GraphBackend):
             "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision]})
         request = compiled.create_infer_request()
-        return lambda inputs: request.infer(inputs)[0]
+        return lambda pixels: request.infer({0: pixels})[0]
 
 
 GRAPH_BACKENDS = {backend.name: backend for backend in (OnnxRuntimeBackend, OpenVinoBackend)}
@@ -198,4 +173,4 @@ def open_backend(name: str, model: LNCA, steps: int | None = None, device: str |
     steps = model.config.steps if steps is None else steps
     resolved = _graph_settings(name, str(device), precision)
     data = check_graph(graph, model, steps) if graph is not None else build_graph(model, steps).SerializeToString()
-    return GRAPH_BACKENDS[name](data, steps, resolved, torch.get_num_threads(), model)
+    return GRAPH_BACKENDS[name](data, steps, resolved, torch.get_num_threads())

@@ -20,7 +20,7 @@ from lnca_cli.ensemble import VIEWS, check_ensemble, from_view, to_view, view_si
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import as_rgb
 from lnca_cli.model import LNCA, pad_to_multiple
-from lnca_cli.tiling import Tile, core_cells, paste_core, plan_tiles, window_pixels
+from lnca_cli.tiling import Tile, paste_core, plan_tiles, window_pixels
 
 CPU_TILE = 1024  # pixels: a window of about 1.6k x 1.6k at 64 steps, under 1 GB of working memory
 
@@ -100,9 +100,8 @@ def _restore_tiles(image: torch.Tensor, tiles: list[Tile], backend: Backend, ste
                    seeds: torch.Tensor, on_step: Callable[[], None] | None) -> torch.Tensor:
     """The (3, H, W) image restored tile by tile, each tile's core pasted into the output."""
     output = torch.empty((3, *image.shape[-2:]), dtype=torch.float32)
-    context = _image_context(image, tiles, backend, scale) if backend.model.has_context else None
     for t in tiles:
-        output_window = _restore_window(image, t, backend, steps, scale, seeds, on_step, context)
+        output_window = _restore_window(image, t, backend, steps, scale, seeds, on_step)
         paste_core(output, output_window, t, scale)
         del output_window
         release_freed_memory()
@@ -138,25 +137,11 @@ def oracle_tensor(clean: torch.Tensor, degraded: torch.Tensor, model: LNCA,
     return _like(result, clean)
 
 
-def _window(image: torch.Tensor, t: Tile, scale: int) -> torch.Tensor:
-    """The tile's window of the (3, H, W) image, padded: (1, 3, h, w), h and w multiples of `scale`."""
-    rows, cols = window_pixels(t, scale, *image.shape[-2:])
-    return pad_to_multiple(image[None, :, rows, cols].float(), scale)
-
-
-def _image_context(image: torch.Tensor, tiles: list[Tile], backend: Backend, scale: int) -> torch.Tensor:
-    """The whole image's context (model.ImageContext), the same for every tile: each tile's features
-    summed over its core, so that every cell of the image counts once, as in an untiled run."""
-    totals, cells = 0, 0
-    for t in tiles:
-        totals = totals + backend.context_totals(_window(image, t, scale), *core_cells(t))
-        cells += t.core_y.size * t.core_x.size
-    return backend.context_bias(totals, cells)
-
-
 def _restore_window(image: torch.Tensor, t: Tile, backend: Backend, steps: int, scale: int, seeds: torch.Tensor,
-                    on_step: Callable[[], None] | None, context: torch.Tensor | None) -> torch.Tensor:
-    return backend.restore_padded(_window(image, t, scale), steps, t.origin, seeds, on_step, context)[0]
+                    on_step: Callable[[], None] | None) -> torch.Tensor:
+    rows, cols = window_pixels(t, scale, *image.shape[-2:])
+    pixels = pad_to_multiple(image[None, :, rows, cols].float(), scale)
+    return backend.restore_padded(pixels, steps, t.origin, seeds, on_step)[0]
 
 
 def restore(image, model: LNCA, steps: int | None = None, device: str | torch.device = "auto",

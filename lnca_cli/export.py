@@ -28,20 +28,13 @@ from lnca_cli.files import atomic_write
 from lnca_cli.hub import ARCH_KEY, CONFIG_KEY, registry_name, sha256_of
 from lnca_cli.model import LNCA, MAX_STEPS
 
-INPUT_NAME, OUTPUT_NAME, CONTEXT_NAME = "image", "restored", "context"
+INPUT_NAME, OUTPUT_NAME = "image", "restored"
 DEFAULT_OPSET = 17  # the first with LayerNormalization
 OPSETS = range(DEFAULT_OPSET, 21)  # what torch's exporter writes (TorchScript-based, no onnxscript needed)
 MODEL_KEY = "lnca_model"  # and hub's ARCH_KEY and CONFIG_KEY, as in a weights file
 SHA_KEY, STEPS_KEY, VERSION_KEY, INPUT_KEY = "lnca_weights_sha256", "lnca_steps", "lnca_version", "lnca_input"
 CONTRACT = ('input "image": float32 RGB in [0, 1], NCHW (N, 3, H, W), H and W multiples of 4; output "restored": '
             'the same shape, in [0, 1]')
-CONTEXT_CONTRACT = ('; input "context" (a model with an image context): float32 (N, embed_dim), the whole image\'s '
-                    'context (lnca_cli.model.ImageContext), which a tile of a larger image cannot read from itself')
-
-
-def contract(model: LNCA) -> str:
-    """What the graph of this model takes and gives."""
-    return CONTRACT + (CONTEXT_CONTRACT if model.has_context else "")
 EXTRA = {"onnx": 'pip install "lnca[onnx]"', "onnxruntime": 'pip install "lnca[onnx]"',
          "openvino": 'pip install "lnca[openvino]"'}
 
@@ -64,7 +57,7 @@ def graph_metadata(model: LNCA, steps: int) -> dict[str, str]:
     """What the graph's metadata says of the model it was built from (check_graph compares these)."""
     return {MODEL_KEY: registry_name(model), ARCH_KEY: model.arch,
             CONFIG_KEY: json.dumps(model.config.to_dict()), SHA_KEY: weights_sha256(model), STEPS_KEY: str(steps),
-            VERSION_KEY: __version__, INPUT_KEY: contract(model)}
+            VERSION_KEY: __version__, INPUT_KEY: CONTRACT}
 
 
 class TileGraph(torch.nn.Module):
@@ -75,8 +68,8 @@ class TileGraph(torch.nn.Module):
         self.model, self.steps = copy.deepcopy(model).float().eval(), steps
         self.model.nca.banded = False
 
-    def forward(self, image: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.restore_padded(image, self.steps, context=context)
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.restore_padded(image, self.steps)
 
 
 def check_exportable(model: LNCA, steps: int, opset: int = DEFAULT_OPSET) -> None:
@@ -96,20 +89,17 @@ def build_graph(model: LNCA, steps: int | None = None, opset: int = DEFAULT_OPSE
     onnx = require("onnx", "ONNX export")
     steps = model.config.steps if steps is None else steps
     check_exportable(model, steps, opset)
-    samples = {INPUT_NAME: torch.rand(1, 3, 8 * model.multiple_of, 8 * model.multiple_of)}
-    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
-    if model.has_context:
-        samples[CONTEXT_NAME] = torch.rand(1, model.config.embed_dim)
-        axes[CONTEXT_NAME] = {0: "batch"}
+    sample = torch.rand(1, 3, 8 * model.multiple_of, 8 * model.multiple_of)
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes: whole-grid steps have no shape constant
-        torch.onnx.export(TileGraph(model, steps), tuple(samples.values()), buffer, dynamo=False,
-                          opset_version=opset, input_names=list(samples), output_names=[OUTPUT_NAME],
-                          dynamic_axes=axes)
+        torch.onnx.export(TileGraph(model, steps), (sample,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={name: {0: "batch", 2: "height", 3: "width"}
+                                        for name in (INPUT_NAME, OUTPUT_NAME)})
     graph = onnx.load_from_string(buffer.getvalue())
     graph.producer_name, graph.producer_version = "lnca", __version__
-    graph.doc_string = f"lnca restore of one tile, {steps} NCA steps. {contract(model)}."
+    graph.doc_string = f"lnca restore of one tile, {steps} NCA steps. {CONTRACT}."
     onnx.helper.set_model_props(graph, graph_metadata(model, steps))
     onnx.checker.check_model(graph, full_check=True)
     return graph

@@ -41,7 +41,7 @@ class LNCAConfig:
     residual: bool = False  # the decoder gives a correction added to the degraded input, not the image
     decoder_blocks: int = 0  # residual 3x3 conv blocks at half resolution in the decoder, after the merge
     refine_expand: int = 1  # a decoder block's inner width, in multiples of ae_channels
-    context_channels: int = 0  # width of the per-image descriptor the rule reads (ImageContext); 0: none
+    head_channels: int = 0  # width of the full-resolution head (FullResHead); 0: none
 
     def __post_init__(self) -> None:
         if self.image_channels != 3:
@@ -63,8 +63,8 @@ class LNCAConfig:
         if not 1 <= self.refine_expand * self.ae_channels <= MAX_WIDTH:
             raise ValueError(f"refine_expand x ae_channels must be between 1 and {MAX_WIDTH}, got "
                              f"{self.refine_expand} x {self.ae_channels}")
-        if not 0 <= self.context_channels <= MAX_WIDTH:
-            raise ValueError(f"context_channels must be between 0 and {MAX_WIDTH}, got {self.context_channels}")
+        if not 0 <= self.head_channels <= MAX_WIDTH:
+            raise ValueError(f"head_channels must be between 0 and {MAX_WIDTH}, got {self.head_channels}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
@@ -98,8 +98,8 @@ PRESETS = {
                                      refine_expand=2),  # the half-resolution stream twice as wide, 64 inside
     "wide-dw-deep8-ae64": LNCAConfig(ae_channels=64, latent_channels=48, perception="depthwise", decoder_blocks=8),
     # ... and twice as wide again, with two blocks more (each 64 -> 64 -> 64)
-    "wide-dw-deep6-ae32-ctx": LNCAConfig(ae_channels=32, latent_channels=48, perception="depthwise", decoder_blocks=6,
-                                         refine_expand=2, context_channels=64),  # ... reading a per-image descriptor
+    "wide-dw-deep6-ae32-head": LNCAConfig(ae_channels=32, latent_channels=48, perception="depthwise", decoder_blocks=6,
+                                          refine_expand=2, head_channels=16),  # ... and a full-resolution head
 }
 
 
@@ -219,6 +219,23 @@ class Decoder(nn.Module):
         nn.init.zeros_(norm.bias)
 
 
+class FullResHead(nn.Module):
+    """A last correction at full resolution: two 3x3 convs read the degraded image and the decoder's
+    result side by side, for the detail that the half-resolution decoder cannot place pixel by pixel.
+    The second conv starts at zero, so a model grown with a head (LNCA.grow_from) restores exactly
+    as before."""
+
+    def __init__(self, image_channels: int, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2 * image_channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, image_channels, 3, 1, 1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, restored: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+        return restored + self.conv2(F.silu(self.conv1(torch.cat([restored, degraded], dim=1))))
+
+
 class CellConv(nn.Conv2d):
     """A conv over channels-last cells (N, h, w, C) -> (N, h, w, out).
 
@@ -239,38 +256,6 @@ class CellConv(nn.Conv2d):
             return F.conv2d(repeated, self.weight, self.bias, self.stride, self.padding,
                             groups=self.out_channels).permute(0, 2, 3, 1)
         return super().forward(cells.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-
-class ImageContext(nn.Module):
-    """A descriptor of the whole image that every cell's rule reads, for what is the same over a photo
-    but hard to tell from a cell's neighbourhood (the blur's length and direction).
-
-    Features of each latent cell and its 3x3 neighbours are averaged over the whole grid (`totals`
-    sums them, so that a tiled image can add its tiles' sums: engine.py), and the mean becomes a
-    bias of the rule's expanded channels (`bias`), the same for every cell and step. The last layer
-    starts at zero: a model grown with a context (LNCA.grow_from) restores exactly as before.
-    """
-
-    def __init__(self, latent_channels: int, channels: int, embed_dim: int):
-        super().__init__()
-        self.features = nn.Conv2d(latent_channels, channels, 3, padding=1)
-        self.mix = nn.Linear(channels, channels)
-        self.to_bias = nn.Linear(channels, embed_dim)
-        nn.init.zeros_(self.to_bias.weight)
-        nn.init.zeros_(self.to_bias.bias)
-
-    def totals(self, z: torch.Tensor, rows: slice = slice(None), cols: slice = slice(None)) -> torch.Tensor:
-        """The features of latent z (N, C, h, w) summed over its cells [rows, cols]: (N, channels), float32."""
-        return F.silu(self.features(z))[..., rows, cols].float().sum((2, 3))
-
-    def bias(self, totals: torch.Tensor, cells: int) -> torch.Tensor:
-        """The rule's bias (N, embed_dim) from features summed over that many cells."""
-        mean = (totals / cells).to(self.mix.weight.dtype)
-        return self.to_bias(F.silu(self.mix(mean)))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """The bias from the whole of latent z: an untiled image, a tile on its own, a training crop."""
-        return self.bias(self.totals(z), z.shape[-2] * z.shape[-1])
 
 
 def simple_gate(x: torch.Tensor) -> torch.Tensor:
@@ -341,21 +326,16 @@ class NAFCA(nn.Module):
         The element-wise work (norms, gates, residuals) is not counted: the physical floor."""
         return 2 * sum(m.weight.numel() for m in self.modules() if isinstance(m, CellConv))
 
-    def forward(self, cells: torch.Tensor, rows: tuple[int, int] | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, cells: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """Cells (N, h, w, D) -> the update of rows [start, stop) for the out and hidden channels,
         (N, stop - start, w, D - C), reading one row more on each side: the rule's reach. `rows`
-        None: every row, with no slicing, so that a traced graph holds no constant of the grid's shape.
-        `context` (N, embed_dim), the image's descriptor (ImageContext), biases the expanded channels."""
+        None: every row, with no slicing, so that a traced graph holds no constant of the grid's shape."""
         window, core, keep = cells, cells, slice(None)
         if rows is not None:
             start, stop = rows
             lo, hi = max(start - 1, 0), min(stop + 1, cells.shape[1])
             window, core, keep = cells[:, lo:hi], cells[:, start:stop], slice(start - lo, stop - lo)
-        x = self.expand(self.norm1(window))
-        if context is not None:
-            x = x + context[:, None, None, :].to(x.dtype)
-        x = simple_gate(self.split(x))
+        x = simple_gate(self.split(self.expand(self.norm1(window))))
         x = (x * self.spatial_gate(x))[:, keep]
         y = core + self.beta.flatten() * self.dropout(self.project(x))
         x = self.ffn_out(simple_gate(self.ffn_in(self.norm2(y))))
@@ -422,21 +402,21 @@ class NCA(nn.Module):
         return torch.cat([inputs, out, hidden], dim=-1)
 
     def step(self, cells: torch.Tensor, step: int = 0, origin: tuple[int, int] = (0, 0),
-             seeds: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+             seeds: torch.Tensor | None = None) -> torch.Tensor:
         """One update of every cell: a band of rows at a time on a CPU (see BAND_CELLS) when `banded`,
-        else the whole grid at once. `context`: the rule's per-image bias (ImageContext), or None."""
+        else the whole grid at once."""
         n, h, w, _ = cells.shape
         if not self.banded or cells.device.type != "cpu":
-            return self._step_rows(cells, None, step, origin, seeds, context)
+            return self._step_rows(cells, None, step, origin, seeds)
         rows = max(1, BAND_CELLS // (n * w))
-        bands = [self._step_rows(cells, (start, min(start + rows, h)), step, origin, seeds, context)
+        bands = [self._step_rows(cells, (start, min(start + rows, h)), step, origin, seeds)
                  for start in range(0, h, rows)]
         return bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)
 
     def _step_rows(self, cells: torch.Tensor, rows: tuple[int, int] | None, step: int, origin: tuple[int, int],
-                   seeds: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
+                   seeds: torch.Tensor | None) -> torch.Tensor:
         """The updated cells of rows [start, stop), or of the whole grid for rows None."""
-        update = self.rule(cells, rows, context)
+        update = self.rule(cells, rows)
         if self.update_rate < 1.0:
             if seeds is None:
                 seeds = torch.zeros(cells.shape[0], dtype=torch.long, device=cells.device)
@@ -447,11 +427,10 @@ class NCA(nn.Module):
         return torch.cat([band[..., : self.in_channels], band[..., self.in_channels:] + update], dim=-1)
 
     def run(self, cells: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-            seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None,
-            context: torch.Tensor | None = None) -> torch.Tensor:
+            seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
         """`steps` updates; on_step() after each (progress for a long restore)."""
         for t in range(steps):
-            cells = self.step(cells, t, origin, seeds, context)
+            cells = self.step(cells, t, origin, seeds)
             if on_step:
                 on_step()
         return cells
@@ -468,8 +447,7 @@ class LNCA(nn.Module):
     """Latent NCA: encoder -> NCA on the latent grid -> decoder (with the degraded input's skip).
 
     What the engine asks of an architecture is its face: `arch`, `multiple_of`, `halo(steps)`,
-    `bytes_per_cell()`, `supports_half`, `restore_padded` and, for a model with an image context
-    (`has_context`), `context_totals` and `context_bias`; nothing else of the model's insides.
+    `bytes_per_cell()`, `supports_half` and `restore_padded`; nothing else of the model's insides.
     """
 
     arch = "lnca"  # the weights files' name for this architecture (hub.ARCH_KEY)
@@ -483,7 +461,7 @@ class LNCA(nn.Module):
         self.decoder = Decoder(c)
         self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate,
                        c.perception)
-        self.context = ImageContext(c.latent_channels, c.context_channels, c.embed_dim) if c.context_channels else None
+        self.head = FullResHead(c.image_channels, c.head_channels) if c.head_channels else None
 
     # -- the face the engine sees
 
@@ -493,50 +471,38 @@ class LNCA(nn.Module):
         the engine plans tiles in these cells."""
         return self.config.downsample
 
-    @property
-    def has_context(self) -> bool:
-        """Whether the rule reads the whole image's context (ImageContext), which tiles must share."""
-        return self.context is not None
-
     def halo(self, steps: int) -> int:
         """Grid cells a tile must extend past its core for the core to match an untiled run.
 
         Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
-        skip) two more, and one more per refine block (two 3x3 convs at half resolution); one spare
-        cell for safety.
+        skip) two more, and one more per refine block (two 3x3 convs at half resolution) and for the
+        full-resolution head (two pixels); one spare cell for safety.
         """
-        return steps + 4 + self.config.decoder_blocks
+        return steps + 4 + self.config.decoder_blocks + (1 if self.head is not None else 0)
 
     def bytes_per_cell(self) -> int:
         """Rough peak working memory per grid cell of one tile, float32 (whole-grid NCA steps, as
         on a GPU; the CPU's banded steps need less)."""
         c = self.config
         refine = 4 * (c.refine_expand + 1) * c.ae_channels if c.decoder_blocks else 0  # a block's inner, output
-        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine)
+        head = 16 * (c.head_channels + 3 * c.image_channels) if c.head_channels else 0  # 16 pixels a cell
+        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine + head)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-                       seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None,
-                       context: torch.Tensor | None = None) -> torch.Tensor:
+                       seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
         """Restore (N, 3, H, W) with H, W multiples of 4; origin is the first latent cell's global
-        position; on_step() is called after each NCA step. A model with an image context reads it
-        from `context` (context_bias: the whole image's, for a tile) or else from x itself."""
+        position; on_step() is called after each NCA step."""
         z, skip = self.encoder(_channels_last(x))
-        if self.context is not None and context is None:
-            context = self.context(z)
-        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds, on_step, context)
+        cells = self.nca.run(self.nca.seed(z), steps, origin, seeds, on_step)
         return self._image(self.decoder(self.nca.output(cells), skip), x)
 
-    def context_totals(self, x: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
-        """For a tiled image: the context features of (1, 3, H, W) window x summed over its core cells
-        [rows, cols] (ImageContext.totals); context_bias turns the tiles' sum into the context."""
-        return self.context.totals(self.encoder(_channels_last(x))[0], rows, cols)
-
-    def context_bias(self, totals: torch.Tensor, cells: int) -> torch.Tensor:
-        return self.context.bias(totals, cells)
-
     def _image(self, decoded: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-        """The image in [0, 1], as the sigmoid decoder gives it: a residual output is clipped."""
-        return (decoded + degraded).clamp(0.0, 1.0) if self.config.residual else decoded
+        """The image in [0, 1], as the sigmoid decoder gives it: a residual output, or one the head
+        has corrected, is clipped."""
+        image = decoded + degraded if self.config.residual else decoded
+        if self.head is None:
+            return image.clamp(0.0, 1.0) if self.config.residual else image
+        return self.head(image, degraded).clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Restore a batch of images (N, 3, H, W) in [0, 1]; any H, W (padded and cropped back)."""
@@ -545,14 +511,14 @@ class LNCA(nn.Module):
         return out[..., :height, :width]
 
     #: The config fields that LNCA.grow_from may grow.
-    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand", "ae_channels", "context_channels")
+    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand", "ae_channels", "head_channels")
 
     def widths(self) -> tuple[int, ...]:
         """The sizes LNCA.grow_from may grow: the rule's width, the decoder's blocks, their inner
-        width, the autoencoder's (the half-resolution stream of skip and decoder) and the image
-        context's (from none only)."""
+        width, the autoencoder's (the half-resolution stream of skip and decoder) and the
+        full-resolution head's (from none only)."""
         c = self.config
-        return c.embed_dim, c.decoder_blocks, c.refine_expand * c.ae_channels, c.ae_channels, c.context_channels
+        return c.embed_dim, c.decoder_blocks, c.refine_expand * c.ae_channels, c.ae_channels, c.head_channels
 
     def grow_from(self, smaller: "LNCA") -> None:
         """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from),
@@ -563,16 +529,16 @@ class LNCA(nn.Module):
                 or any(theirs > mine for theirs, mine in zip(smaller.widths(), self.widths()))):
             raise ValueError("only the rule's width (embed_dim), the decoder's blocks and the autoencoder's "
                              "width may differ from the model it grows from, and only grow")
-        if smaller.context is not None and smaller.config.context_channels != self.config.context_channels:
-            raise ValueError("an image context can only be added to a model that has none, not widened")
+        if smaller.head is not None and smaller.config.head_channels != self.config.head_channels:
+            raise ValueError("a full-resolution head can only be added to a model that has none, not widened")
         layers = dict(self.named_modules())
         for name, layer in smaller.named_modules():
             if name.startswith(("encoder.", "decoder.")) and isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d,
                                                                              nn.BatchNorm2d)):
                 grow_layer(layers[name], layer)
         self.nca.rule.grow_from(smaller.nca.rule)
-        if smaller.context is not None:
-            self.context.load_state_dict(smaller.context.state_dict())
+        if smaller.head is not None:
+            self.head.load_state_dict(smaller.head.state_dict())
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""

@@ -62,9 +62,7 @@ class PreviousRuleLNCA(LNCA):
         return previous.train(model.training)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
-                       seeds: torch.Tensor | None = None, on_step=None, context=None) -> torch.Tensor:
-        if self.has_context:
-            raise ValueError("the previous formulation has no image context")
+                       seeds: torch.Tensor | None = None, on_step=None) -> torch.Tensor:
         z, skip = self.encoder(x)
         cells = run(self.nca, seed(self.nca, z), steps, origin, seeds)
         return self._image(self.decoder(cells[:, self.nca.in_channels: 2 * self.nca.in_channels], skip), x)

@@ -60,12 +60,6 @@ def window_pixels(tile: Tile, scale: int, height: int, width: int) -> tuple[slic
             slice(tile.window_x.start * scale, min(tile.window_x.stop * scale, width)))
 
 
-def core_cells(tile: Tile) -> tuple[slice, slice]:
-    """The core's cells within the window's grid."""
-    return (slice(tile.core_y.start - tile.window_y.start, tile.core_y.stop - tile.window_y.start),
-            slice(tile.core_x.start - tile.window_x.start, tile.core_x.stop - tile.window_x.start))
-
-
 def paste_core(output: torch.Tensor, window_result: torch.Tensor, tile: Tile, scale: int) -> None:
     """Copy the core of a window's result (..., H, W) into the full output, clipped to its size."""
     height, width = output.shape[-2:]

@@ -254,12 +254,6 @@ def training_precision(device: torch.device, name: str = "auto") -> str:
     return resolve_precision(device, name)
 
 
-#: An image context (model.ImageContext) starts from zero, so its features learn nothing until its
-#: last layer has grown: at the rate that fine-tunes a trained model it barely moves in thousands of
-#: batches (training/deblur-ctx.sh), hence a rate of its own.
-CONTEXT_LR_SCALE = 10
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, photos_train: list[torch.Tensor], photos_val: list[torch.Tensor],
                  device: str = "cpu", log: Callable[[dict], None] | None = None,
@@ -281,16 +275,8 @@ class Trainer:
     def _ae_params(self):
         return list(self.model.encoder.parameters()) + list(self.model.decoder.parameters())
 
-    def _e2e_params(self) -> list[dict]:
-        """Phase 3's parameter groups: the NCA's alone, or all of the model's, with an image context's
-        in a group of its own at CONTEXT_LR_SCALE times the rate."""
-        if self.cfg.freeze_autoencoder:
-            return [{"params": list(self.model.nca.parameters())}]
-        if not self.model.has_context:
-            return [{"params": list(self.model.parameters())}]
-        context = set(self.model.context.parameters())
-        return [{"params": [p for p in self.model.parameters() if p not in context]},
-                {"params": list(self.model.context.parameters()), "lr_scale": CONTEXT_LR_SCALE}]
+    def _e2e_params(self):
+        return self.model.nca.parameters() if self.cfg.freeze_autoencoder else self.model.parameters()
 
     def _validation_set(self, photos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         margin = crop_margin(self.cfg)
@@ -372,7 +358,7 @@ class Trainer:
         self.e2e_opt.zero_grad(set_to_none=True)
         loss.backward()
         for group in self.e2e_opt.param_groups:
-            group["lr"] = cosine_lr(cfg.e2e_lr, self.iteration, cfg.e2e_iterations) * group.get("lr_scale", 1)
+            group["lr"] = cosine_lr(cfg.e2e_lr, self.iteration, cfg.e2e_iterations)
         self.e2e_opt.step()
         return loss.item()
 

@@ -42,17 +42,6 @@ def random_model(config: LNCAConfig = TINY, seed: int = 0, sharp: bool = False) 
     return model.eval()
 
 
-def random_context_model(config: LNCAConfig) -> LNCA:
-    """A sharp random model whose image context (config.context_channels) biases the rule by about
-    a tenth of a sharp layer's: a full-strength bias drives the random rule where one float rounding
-    can flip a pixel (a trained context starts at zero and stays small)."""
-    model = random_model(config, sharp=True)
-    with torch.no_grad():
-        model.context.to_bias.weight.mul_(0.1)
-        model.context.to_bias.bias.mul_(0.1)
-    return model
-
-
 @pytest.fixture
 def tiny_model() -> LNCA:
     return random_model()

@@ -13,10 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, lnca, random_context_model, random_model, write_photo
+from conftest import TINY, lnca, random_model, write_photo
 from lnca_cli.backends import open_backend
 from lnca_cli.engine import restore_tensor
-from lnca_cli.export import build_graph
 from lnca_cli.hub import load_model, save_weights, sha256_of
 from lnca_cli.metrics import quantize8
 from lnca_cli.model import LNCAConfig
@@ -85,18 +84,6 @@ def test_a_tiled_run_through_each_back_end_equals_its_untiled_run(name, sharp_we
     whole = restore_tensor(image, model, tile=0, backend=backend)
     tiled = restore_tensor(image, model, tile=32, backend=backend)  # the halo at 4 steps: 12 tiles
     assert float((whole - tiled).abs().max()) < 1e-4
-
-
-@pytest.mark.parametrize("name", GRAPH_BACKENDS)
-def test_a_model_with_an_image_context_gives_its_graph_the_whole_images(name):
-    need("onnx", name)
-    model = random_context_model(LNCAConfig(**{**TINY.to_dict(), "context_channels": 4}))
-    image = torch.rand(3, 97, 130, generator=torch.Generator().manual_seed(1))
-    reference = restore_tensor(image, model, tile=0, device="cpu", precision="fp32")
-    assert [i.name for i in build_graph(model).graph.input] == ["image", "context"]
-    backend = open_backend(name, model, precision="fp32")
-    tiled = restore_tensor(image, model, tile=32, backend=backend)
-    assert float((quantize8(tiled) - quantize8(reference)).abs().max()) * 255 <= 1 + 1e-4
 
 
 def test_export_writes_a_checked_graph_with_the_model_in_its_metadata(graph, sharp_weights):

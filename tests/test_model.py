@@ -267,25 +267,6 @@ def test_a_model_grown_with_a_wider_autoencoder_restores_exactly_as_it_did():
                                                           "decoder_blocks": 8})
 
 
-def test_a_model_grown_with_an_image_context_restores_exactly_as_it_did_until_it_learns_one():
-    small = random_model(LNCAConfig(**{**TINY.to_dict(), "residual": True}), sharp=True)
-    context = LNCAConfig(**{**TINY.to_dict(), "residual": True, "context_channels": 6})
-    grown = LNCA(context).eval()
-    grown.grow_from(small)
-    image = torch.rand(2, 3, 20, 24)
-    torch.testing.assert_close(grown(image, steps=3), small(image, steps=3))
-    with torch.no_grad():
-        grown.context.to_bias.bias.normal_()
-    assert not torch.allclose(grown(image, steps=3), small(image, steps=3))
-    other = random_model(context, seed=1, sharp=True)  # a model with a context grows from one of the same width
-    grown.grow_from(other)
-    torch.testing.assert_close(grown(image, steps=3), other(image, steps=3))
-    with pytest.raises(ValueError, match="has none"):
-        LNCA(LNCAConfig(**{**context.to_dict(), "context_channels": 8})).grow_from(other)
-    assert PRESETS["wide-dw-deep6-ae32-ctx"] == LNCAConfig(**{**PRESETS["wide-dw-deep6-ae32"].to_dict(),
-                                                              "context_channels": 64})
-
-
 def test_a_rule_grows_only_from_a_narrower_one_of_the_same_model():
     narrow = random_model()
     other_latent = LNCA(LNCAConfig(**{**TINY.to_dict(), "embed_dim": 32, "latent_channels": 4}))

@@ -360,21 +360,3 @@ def test_a_resumed_runs_log_keeps_the_later_row_of_a_batch_done_twice(tmp_path):
     rows += [{"phase": 3, "iteration": i, "loss": 0.5} for i in (3, 4)]  # the resume does 3 again
     log.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert [(r["iteration"], r["loss"]) for r in read_log(log)] == [(1, 1.0), (2, 1.0), (3, 0.5), (4, 0.5)]
-
-
-def test_an_image_context_grown_onto_a_model_learns_at_a_rate_of_its_own():
-    from lnca_cli.model import LNCA, PRESETS
-    from lnca_cli.train import CONTEXT_LR_SCALE
-
-    torch.manual_seed(2)
-    plain = LNCA(PRESETS["wide-dw-deep6-ae32"]).eval()
-    trainer = make_trainer(preset="wide-dw-deep6-ae32-ctx", ae_iterations=0, nca_iterations=0, e2e_iterations=2,
-                           e2e_lr=1e-3)
-    trainer.adopt_model(plain)
-    image = torch.rand(1, 3, 16, 20)
-    torch.testing.assert_close(trainer.model.eval()(image, steps=2), plain(image, steps=2))
-    assert trainer.run()
-    rest, context = trainer.e2e_opt.param_groups
-    assert context["lr"] == pytest.approx(CONTEXT_LR_SCALE * rest["lr"]) and rest["lr"] > 0
-    assert set(context["params"]) == set(trainer.model.context.parameters())
-    assert trainer.model.context.to_bias.weight.abs().sum() > 0  # the context's last layer has begun to learn

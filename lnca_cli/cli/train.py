@@ -33,9 +33,8 @@ def train(
                                         "wide), wide-dw-deep and wide-dw-deep6 (two and six more decoder blocks), "
                                         "wide-dw-deep6x4 (six blocks four times wider inside), wide-dw-deep6-ae32 (six "
                                         "blocks on a half-resolution stream twice as wide), wide-dw-deep8-ae64 (eight "
-                                        "on one four times as wide), wide-dw-deep6-ae32-ctx (wide-dw-deep6-ae32 "
-                                        "reading a descriptor of the whole image; --init grows a smaller wide-dw "
-                                        "model into any of them), wide or paper. 'paper' also "
+                                        "on one four times as wide; --init grows a smaller wide-dw model into any "
+                                        "of them), wide or paper. 'paper' also "
                                         "sets the paper's training: 32x32 crops, batch 8, 10+10 epochs.")] = "wide-dw",
     crop: RecipeOption("crop", "Crop side in pixels (native resolution).") = None,
     batch: RecipeOption("batch", "Crops per batch.") = None,
