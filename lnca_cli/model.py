@@ -41,7 +41,6 @@ class LNCAConfig:
     residual: bool = False  # the decoder gives a correction added to the degraded input, not the image
     decoder_blocks: int = 0  # residual 3x3 conv blocks at half resolution in the decoder, after the merge
     refine_expand: int = 1  # a decoder block's inner width, in multiples of ae_channels
-    head_channels: int = 0  # width of the full-resolution head (FullResHead); 0: none
 
     def __post_init__(self) -> None:
         if self.image_channels != 3:
@@ -63,8 +62,6 @@ class LNCAConfig:
         if not 1 <= self.refine_expand * self.ae_channels <= MAX_WIDTH:
             raise ValueError(f"refine_expand x ae_channels must be between 1 and {MAX_WIDTH}, got "
                              f"{self.refine_expand} x {self.ae_channels}")
-        if not 0 <= self.head_channels <= MAX_WIDTH:
-            raise ValueError(f"head_channels must be between 0 and {MAX_WIDTH}, got {self.head_channels}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
 
@@ -98,8 +95,6 @@ PRESETS = {
                                      refine_expand=2),  # the half-resolution stream twice as wide, 64 inside
     "wide-dw-deep8-ae64": LNCAConfig(ae_channels=64, latent_channels=48, perception="depthwise", decoder_blocks=8),
     # ... and twice as wide again, with two blocks more (each 64 -> 64 -> 64)
-    "wide-dw-deep6-ae32-head": LNCAConfig(ae_channels=32, latent_channels=48, perception="depthwise", decoder_blocks=6,
-                                          refine_expand=2, head_channels=16),  # ... and a full-resolution head
 }
 
 
@@ -217,23 +212,6 @@ class Decoder(nn.Module):
         norm = self.out[1]
         nn.init.zeros_(norm.weight)
         nn.init.zeros_(norm.bias)
-
-
-class FullResHead(nn.Module):
-    """A last correction at full resolution: two 3x3 convs read the degraded image and the decoder's
-    result side by side, for the detail that the half-resolution decoder cannot place pixel by pixel.
-    The second conv starts at zero, so a model grown with a head (LNCA.grow_from) restores exactly
-    as before."""
-
-    def __init__(self, image_channels: int, channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(2 * image_channels, channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(channels, image_channels, 3, 1, 1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, restored: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-        return restored + self.conv2(F.silu(self.conv1(torch.cat([restored, degraded], dim=1))))
 
 
 class CellConv(nn.Conv2d):
@@ -461,7 +439,6 @@ class LNCA(nn.Module):
         self.decoder = Decoder(c)
         self.nca = NCA(c.latent_channels, c.latent_channels, c.hidden_channels, c.embed_dim, c.dropout, c.update_rate,
                        c.perception)
-        self.head = FullResHead(c.image_channels, c.head_channels) if c.head_channels else None
 
     # -- the face the engine sees
 
@@ -475,18 +452,17 @@ class LNCA(nn.Module):
         """Grid cells a tile must extend past its core for the core to match an untiled run.
 
         Each NCA step reaches one cell; the encoder reaches one more and the decoder (with the
-        skip) two more, and one more per refine block (two 3x3 convs at half resolution) and for the
-        full-resolution head (two pixels); one spare cell for safety.
+        skip) two more, and one more per refine block (two 3x3 convs at half resolution); one spare
+        cell for safety.
         """
-        return steps + 4 + self.config.decoder_blocks + (1 if self.head is not None else 0)
+        return steps + 4 + self.config.decoder_blocks
 
     def bytes_per_cell(self) -> int:
         """Rough peak working memory per grid cell of one tile, float32 (whole-grid NCA steps, as
         on a GPU; the CPU's banded steps need less)."""
         c = self.config
         refine = 4 * (c.refine_expand + 1) * c.ae_channels if c.decoder_blocks else 0  # a block's inner, output
-        head = 16 * (c.head_channels + 3 * c.image_channels) if c.head_channels else 0  # 16 pixels a cell
-        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine + head)
+        return 4 * (4 * c.cell_channels + 6 * c.embed_dim + 16 * c.ae_channels + refine)
 
     def restore_padded(self, x: torch.Tensor, steps: int, origin: tuple[int, int] = (0, 0),
                        seeds: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
@@ -497,12 +473,8 @@ class LNCA(nn.Module):
         return self._image(self.decoder(self.nca.output(cells), skip), x)
 
     def _image(self, decoded: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-        """The image in [0, 1], as the sigmoid decoder gives it: a residual output, or one the head
-        has corrected, is clipped."""
-        image = decoded + degraded if self.config.residual else decoded
-        if self.head is None:
-            return image.clamp(0.0, 1.0) if self.config.residual else image
-        return self.head(image, degraded).clamp(0.0, 1.0)
+        """The image in [0, 1], as the sigmoid decoder gives it: a residual output is clipped."""
+        return (decoded + degraded).clamp(0.0, 1.0) if self.config.residual else decoded
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Restore a batch of images (N, 3, H, W) in [0, 1]; any H, W (padded and cropped back)."""
@@ -511,14 +483,13 @@ class LNCA(nn.Module):
         return out[..., :height, :width]
 
     #: The config fields that LNCA.grow_from may grow.
-    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand", "ae_channels", "head_channels")
+    GROWABLE = ("embed_dim", "decoder_blocks", "refine_expand", "ae_channels")
 
     def widths(self) -> tuple[int, ...]:
         """The sizes LNCA.grow_from may grow: the rule's width, the decoder's blocks, their inner
-        width, the autoencoder's (the half-resolution stream of skip and decoder) and the
-        full-resolution head's (from none only)."""
+        width and the autoencoder's (the half-resolution stream of skip and decoder)."""
         c = self.config
-        return c.embed_dim, c.decoder_blocks, c.refine_expand * c.ae_channels, c.ae_channels, c.head_channels
+        return c.embed_dim, c.decoder_blocks, c.refine_expand * c.ae_channels, c.ae_channels
 
     def grow_from(self, smaller: "LNCA") -> None:
         """Take a model that differs only by a narrower rule (a smaller embed_dim; NAFCA.grow_from),
@@ -529,16 +500,12 @@ class LNCA(nn.Module):
                 or any(theirs > mine for theirs, mine in zip(smaller.widths(), self.widths()))):
             raise ValueError("only the rule's width (embed_dim), the decoder's blocks and the autoencoder's "
                              "width may differ from the model it grows from, and only grow")
-        if smaller.head is not None and smaller.config.head_channels != self.config.head_channels:
-            raise ValueError("a full-resolution head can only be added to a model that has none, not widened")
         layers = dict(self.named_modules())
         for name, layer in smaller.named_modules():
             if name.startswith(("encoder.", "decoder.")) and isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d,
                                                                              nn.BatchNorm2d)):
                 grow_layer(layers[name], layer)
         self.nca.rule.grow_from(smaller.nca.rule)
-        if smaller.head is not None:
-            self.head.load_state_dict(smaller.head.state_dict())
 
     def oracle(self, clean: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
         """The ceiling of any NCA on this autoencoder: decode the CLEAN latent with the DEGRADED skip."""

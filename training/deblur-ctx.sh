@@ -6,6 +6,8 @@
 # from 1e-4 on a cosine schedule over 3,000 batches, the context at 10x (train.CONTEXT_LR_SCALE; a
 # first try at 1x moved its last layer by 0.001 in 1,000 batches). Its control, deblur-ctx-control.sh,
 # trains deblur-v6 the same way without the context: the difference of the two is the context's.
+# The preset (and the image context) lived at commit 447fb68 only: they were taken out again after
+# this measurement found the context worth about 0.01 dB (weights/README.md); run it from there.
 # Run from the repository root, in the background; rerun the same line to resume from the checkpoint:
 #   nohup training/deblur-ctx.sh >> training/deblur-ctx.out 2>&1 &
 # The photo pool is rebuilt, not kept: POOL (default /work/data/pool/train) must hold it first.

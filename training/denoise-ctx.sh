@@ -4,6 +4,8 @@
 # 128x128 crops, converged: validation 33.72) grown with an image context (preset
 # wide-dw-deep6-ae32-ctx; it starts at zero, so the start is that model exactly) and trained on as it
 # was, from 1e-4 on a cosine schedule over 3,000 batches (the context at 10x: train.CONTEXT_LR_SCALE).
+# The preset (and the image context) lived at commit 447fb68 only: they were taken out again after
+# this measurement found the context worth about 0.01 dB (weights/README.md); run it from there.
 # Run from the repository root, in the background; rerun the same line to resume from the checkpoint:
 #   nohup training/denoise-ctx.sh >> training/denoise-ctx.out 2>&1 &
 # The photo pool is rebuilt, not kept: POOL (default /work/data/pool/train) must hold it first.
