@@ -15,7 +15,8 @@ The protocol, which published numbers follow:
   image is quantised to 8 bits (clipped and rounded, as saving it would) before scoring, and so
   is the degraded image for the "input" scores: those are what a viewer of the saved files sees.
   SSIM uses a Gaussian 11x11 window of std 1.5, K1 = 0.01, K2 = 0.03, each colour channel
-  separately (RGB, not luma), averaged. Both metrics use a data range of 1.
+  separately (RGB, not luma), averaged. Both metrics use a data range of 1. Beside them, in 8-bit
+  levels, the restore's colour bias per channel and its colour mottle in flat areas (``metrics``).
 - Seconds: wall time of the restore alone (not reading, degrading or scoring).
 """
 from __future__ import annotations
@@ -35,13 +36,14 @@ from lnca_cli.engine import oracle_tensor, restore_tensor
 from lnca_cli.ensemble import check_ensemble
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
-from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, psnr, quantize8, ssim
+from lnca_cli.metrics import (SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, colour_mottle, psnr, quantize8,
+                              ssim)
 from lnca_cli.model import LNCA
 from lnca_cli.targets import Target, targets_for
 
 GAP = 4  # pixels of white between the panels of a --save image
 LABEL_HEIGHT = 13  # pixels of the label strip above them (Pillow's default font)
-METRICS = ("psnr_input", "ssim_input", "psnr", "ssim", "bias_r", "bias_g", "bias_b", "seconds")
+METRICS = ("psnr_input", "ssim_input", "psnr", "ssim", "bias_r", "bias_g", "bias_b", "mottle", "seconds")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ImageScore:
     bias_r: float  # mean signed error of the restore per channel, in 8-bit levels (grayscale: all three alike)
     bias_g: float
     bias_b: float
+    mottle: float  # colour noise left in the flattest fifth of the image, low-passed, in 8-bit levels
     seconds: float
 
 
@@ -186,6 +189,7 @@ def score_image(name: str, clean: torch.Tensor, degraded: torch.Tensor, restored
         psnr=psnr(restored, clean).item(),
         ssim=ssim(restored, clean).item(),
         bias_r=bias[0], bias_g=bias[1], bias_b=bias[2],
+        mottle=colour_mottle(restored, clean).item(),
         seconds=seconds,
     )
 

@@ -1,6 +1,6 @@
-"""PSNR, SSIM and colour bias: pure, differentiable functions of torch tensors.
+"""PSNR, SSIM, colour bias and colour mottle: pure, differentiable functions of torch tensors.
 
-Both take two image batches of the same shape (N, C, H, W) and return one score per image, shape
+Each takes two image batches of the same shape (N, C, H, W) and return one score per image, shape
 (N,). The standard protocol scores 8-bit images: pass both through ``quantize8`` first.
 """
 from __future__ import annotations
@@ -12,6 +12,10 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+
+MOTTLE_SCALE = 4.0  # px: the std of the low-pass that keeps blotches and drops pixel-level noise
+MOTTLE_WINDOW = 15  # px: the side of the window whose luminance std says how flat a place is
+MOTTLE_FLAT_FRACTION = 0.2  # the flattest fifth of the clean image is where mottle is scored
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -76,3 +80,49 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     c2 = (SSIM_K2 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.flatten(1).mean(dim=1)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian low-pass of std `sigma` px, borders by reflection (N, C, H, W)."""
+    radius = min(int(3 * sigma), x.shape[-2] - 1, x.shape[-1] - 1)
+    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    taps = torch.exp(-(coords**2) / (2 * sigma**2))
+    taps = (taps / taps.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), taps, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), taps.transpose(-1, -2), groups=x.shape[1])
+
+
+def _opponent_chroma(x: torch.Tensor) -> torch.Tensor:
+    """The two colour-difference planes of RGB images, orthonormal to luminance: (N, 2, H, W)."""
+    r, g, b = x.unbind(dim=1)
+    return torch.stack([(r - g) / 2**0.5, (r + g - 2 * b) / 6**0.5], dim=1)
+
+
+def _flattest(clean: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) of 0/1: the MOTTLE_FLAT_FRACTION of each image's pixels whose neighbourhood
+    (MOTTLE_WINDOW px) varies least in luminance: skies, walls, skin."""
+    luma = clean.mean(dim=1, keepdim=True)
+    mean = F.avg_pool2d(luma, MOTTLE_WINDOW, 1, MOTTLE_WINDOW // 2, count_include_pad=False)
+    mean_sq = F.avg_pool2d(luma**2, MOTTLE_WINDOW, 1, MOTTLE_WINDOW // 2, count_include_pad=False)
+    local_var = (mean_sq - mean**2).flatten(1)
+    k = max(1, round(MOTTLE_FLAT_FRACTION * local_var.shape[1]))
+    threshold = local_var.kthvalue(k, dim=1, keepdim=True).values
+    return (local_var <= threshold).float().view_as(luma)
+
+
+def colour_mottle(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Colour mottle of x against the clean y per image, in 8-bit levels: (N,).
+
+    The blotchy colour noise a denoiser can leave in skies and walls, which PSNR barely sees: the
+    RMS of the colour difference of x and y after a low-pass (MOTTLE_SCALE), over the flattest
+    fifth of y (MOTTLE_FLAT_FRACTION). Pixel-level noise averages out in the low-pass and a uniform
+    shift of brightness has no colour; a uniform colour shift counts (channel_bias sees it alone).
+    Grayscale images have no colour: 0.
+    """
+    _check_pair(x, y)
+    if x.shape[1] == 1:
+        return x.new_zeros(x.shape[0])
+    error = _blur(_opponent_chroma(x) - _opponent_chroma(y), MOTTLE_SCALE)
+    flat = _flattest(y)
+    squares = (error**2 * flat).flatten(1).sum(dim=1) / (2 * flat.flatten(1).sum(dim=1))
+    return 255.0 * squares.sqrt()

@@ -184,8 +184,8 @@ def test_show_prints_a_saved_result_as_markdown_without_measuring(photos, tiny_w
     result = lnca("bench", "show", saved, "--markdown")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("**gaussian:25: 2 images") and lines[2] == "| method | PSNR dB | SSIM | s/MP | status |"
-    assert f"| lnca | {rows[1]['psnr']:.2f} | {rows[1]['ssim']:.4f} |" in result.stdout
+    assert lines[0].startswith("**gaussian:25: 2 images") and lines[2] == "| method | PSNR dB | SSIM | mottle | s/MP | status |"
+    assert f"| lnca | {rows[1]['psnr']:.2f} | {rows[1]['ssim']:.4f} | {rows[1]['mottle']:.2f} |" in result.stdout
     assert "**Methods: settings and versions**" in result.stdout and "denoise_tv_chambolle" in result.stdout
     no_plot = lnca("bench", "show", saved, "--plot", tmp_path / "q.png")
     assert no_plot.exit_code == 2 and "has tables only" in no_plot.stderr and not (tmp_path / "q.png").exists()

@@ -121,17 +121,17 @@ def test_to_dict_is_json_with_the_protocol(photos, tiny_weights):
 
 
 def test_format_table_has_a_row_per_image_and_a_mean_row():
-    scores = [ImageScore("x.png", 20.0, 0.5, 30.0, 0.9, -2.0, 0.5, 1.0, 1.0),
-              ImageScore("y.png", 22.0, 0.7, 32.0, 0.8, -1.0, 0.0, 2.0, 3.0)]
+    scores = [ImageScore("x.png", 20.0, 0.5, 30.0, 0.9, -2.0, 0.5, 1.0, 0.5, 1.0),
+              ImageScore("y.png", 22.0, 0.7, 32.0, 0.8, -1.0, 0.0, 2.0, 1.5, 3.0)]
     table = format_table(EvalReport("gaussian:25", "denoise", 64, scores))
     assert [c.header for c in table.columns] == ["image", "input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B",
-                                                 "seconds"]
+                                                 "mottle", "seconds"]
     assert table.row_count == 3 and table.rows[-1].style == "bold"
     console = Console(record=True, width=120)
     console.print(table)
     mean_line = next(line for line in console.export_text().splitlines() if "mean" in line)
     assert [cell.strip() for cell in mean_line.split("│")[1:-1]] == ["mean", "21.00", "0.6000", "31.00", "0.8500",
-                                                                     "-1.5/+0.2/+1.5", "2.00"]
+                                                                     "-1.5/+0.2/+1.5", "1.00", "2.00"]
 
 
 def test_a_folder_without_images_is_an_error(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lnca_cli.metrics import psnr, quantize8, ssim
+from lnca_cli.metrics import colour_mottle, psnr, quantize8, ssim
 
 
 def images(n=2, c=3, h=24, w=24, seed=0):
@@ -85,11 +85,61 @@ def test_ssim_small_images_shrink_the_window():
 def test_metrics_are_differentiable():
     x = images(n=1).requires_grad_()
     y = images(n=1, seed=1)
-    (ssim(x, y) + psnr(x, y)).sum().backward()
+    (ssim(x, y) + psnr(x, y) + colour_mottle(x, y)).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("metric", [psnr, ssim])
+@pytest.mark.parametrize("metric", [psnr, ssim, colour_mottle])
 def test_metrics_reject_mismatched_shapes(metric):
     with pytest.raises(ValueError, match="same shape"):
         metric(images(h=24), images(h=23))
+
+
+def sky(n=1, size=64):
+    """A clean image with a flat half (a sky) and a textured half."""
+    clean = torch.full((n, 3, size, size), 0.5)
+    clean[..., size // 2:, :] = images(n, 3, size - size // 2, size, seed=9)
+    return clean
+
+
+def blotches(shape, levels, seed=0):
+    """Colour blotches about 8 px across, of `levels` RMS per channel, none in luminance."""
+    low = torch.randn(shape[0], 3, shape[2] // 8, shape[3] // 8, generator=torch.Generator().manual_seed(seed))
+    low = torch.nn.functional.interpolate(low - low.mean(dim=1, keepdim=True), size=shape[2:], mode="bilinear")
+    return low / low.pow(2).mean().sqrt() * levels / 255
+
+
+def test_mottle_is_zero_for_a_perfect_restore_and_for_grayscale():
+    clean = sky()
+    assert colour_mottle(clean, clean).item() == 0.0
+    gray = clean[:, :1]
+    assert colour_mottle(gray + blotches(clean.shape, 5)[:, :1], gray).tolist() == [0.0]
+
+
+def test_mottle_sees_colour_blotches_in_flat_areas_and_not_fine_noise_or_brightness():
+    clean = sky()
+    blotchy = colour_mottle(clean + blotches(clean.shape, 3), clean).item()
+    fine = colour_mottle(clean + 3 / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)),
+                         clean).item()
+    brighter = colour_mottle(clean + 3 / 255, clean).item()
+    assert blotchy > 1.5  # most of the blotches' 3 levels survive the low-pass
+    assert fine < blotchy / 3  # pixel-level noise averages out
+    assert brighter == pytest.approx(0.0, abs=1e-4)  # the same shift in every channel has no colour
+
+
+def test_mottle_scores_the_flattest_fifth_only():
+    clean = sky()
+    in_texture = torch.zeros_like(clean)
+    in_texture[..., 40:, :] = blotches(clean.shape, 6)[..., 40:, :]  # deep in the textured half
+    in_sky = torch.zeros_like(clean)
+    in_sky[..., :24, :] = blotches(clean.shape, 6)[..., :24, :]
+    assert colour_mottle(clean + in_texture, clean).item() < 0.1
+    assert colour_mottle(clean + in_sky, clean).item() > 2.0
+
+
+def test_mottle_counts_a_uniform_colour_shift():
+    clean = sky()
+    redder = clean.clone()
+    redder[:, 0] += 2 / 255
+    # (r - g) / sqrt(2) = 2 / sqrt(2) and (r + g - 2b) / sqrt(6) = 2 / sqrt(6): RMS over the two planes
+    assert colour_mottle(redder, clean).item() == pytest.approx(math.sqrt((2 + 2 / 3) / 2), rel=1e-3)

@@ -1,4 +1,4 @@
-"""Quality against peers: PSNR, SSIM and seconds per megapixel of lnca and of the tools users pick
+"""Quality against peers: PSNR, SSIM, colour mottle and seconds per megapixel of lnca and of the tools users pick
 instead (peers.py), on the same degraded images, under `lnca eval`'s protocol."""
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple
                   limit: int | None = None, seed: int = 0, note: Note = quiet,
                   ensembles: tuple[int, ...] = (1,)) -> dict:
     """One table per degradation: the degraded input, lnca (models: task -> model; a row per count of
-    `ensembles`, ensemble.py) and each peer that applies, on the same degraded images; mean PSNR/SSIM
-    and seconds per megapixel."""
+    `ensembles`, ensemble.py) and each peer that applies, on the same degraded images; mean PSNR/SSIM,
+    colour mottle (metrics.colour_mottle) and seconds per megapixel."""
     if not ensembles:
         raise SettingsError("--ensembles needs at least one count")
     for views in ensembles:
@@ -135,7 +135,7 @@ def bench_quality(data: str | Path, models: dict[str, LNCA], degradations: tuple
 
 def _row(method: str, settings: str, version_: str | None = None) -> dict:
     return {"method": method, "settings": settings, "version": version_, "status": "ok",
-            "psnr": 0.0, "ssim": 0.0, "seconds": 0.0, "count": 0}
+            "psnr": 0.0, "ssim": 0.0, "mottle": 0.0, "seconds": 0.0, "count": 0}
 
 
 def _timed(method: Callable, degraded: torch.Tensor, sigma, kernel, index: int) -> tuple[torch.Tensor, float]:
@@ -158,6 +158,7 @@ def _try(row: dict, run: Callable):
 def _add(row: dict, score, psnr_key: str, ssim_key: str) -> None:
     row["psnr"] += getattr(score, psnr_key)
     row["ssim"] += getattr(score, ssim_key)
+    row["mottle"] += score.mottle
     row["seconds"] += score.seconds
     row["count"] += 1
 
@@ -166,8 +167,8 @@ def _mean(row: dict, megapixels: float) -> dict:
     count = row.pop("count")
     seconds = row.pop("seconds")
     if row["status"] != "ok" or not count:
-        return {**row, "psnr": None, "ssim": None, "seconds_per_mp": None}
-    return {**row, "psnr": row["psnr"] / count, "ssim": row["ssim"] / count,
+        return {**row, "psnr": None, "ssim": None, "mottle": None, "seconds_per_mp": None}
+    return {**row, "psnr": row["psnr"] / count, "ssim": row["ssim"] / count, "mottle": row["mottle"] / count,
             "seconds_per_mp": None if row["method"] == "input" else seconds / megapixels}
 
 
@@ -178,7 +179,9 @@ def _protocol() -> dict:
         "same_inputs": "every method restores the same degraded float image",
         "peers_given": "noise peers get the true sigma (masked noise: sqrt(p) x 0.2, the corruption's std); "
                        "blur peers get the true kernel; lnca gets neither (blind)",
-        "scores": "PSNR and SSIM on 8-bit images (clipped and rounded), data range 1, RGB",
+        "scores": "PSNR and SSIM on 8-bit images (clipped and rounded), data range 1, RGB; mottle: the RMS colour "
+                  "error after a Gaussian low-pass of std 4 px over the flattest fifth of the clean image, in 8-bit "
+                  "levels (metrics.colour_mottle)",
         "ssim": {"window": "gaussian", "window_size": SSIM_WINDOW, "sigma": SSIM_SIGMA, "k1": SSIM_K1,
                  "k2": SSIM_K2, "channels": "each separately, averaged", "covariance": "population"},
         "seconds_per_mp": "wall time of the restore alone (not reading or scoring) over the images' megapixels, "

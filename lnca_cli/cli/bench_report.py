@@ -112,11 +112,11 @@ def quality_tables(result: dict) -> list[Table]:
     tables = []
     for part in result["tables"]:
         table = Table(title=f"{part['degradation']}: {part['images']} images, {part['megapixels']:.2f} MP")
-        for header in ("method", "PSNR dB", "SSIM", "s/MP", "status"):
+        for header in ("method", "PSNR dB", "SSIM", "mottle", "s/MP", "status"):
             table.add_column(header, justify="left" if header in ("method", "status") else "right")
-        for r in part["rows"]:
-            table.add_row(r["method"], _num(r["psnr"], 2), _num(r["ssim"], 4), _num(r["seconds_per_mp"], 2),
-                          r["status"])
+        for r in part["rows"]:  # results written before the mottle column show "-" for it
+            table.add_row(r["method"], _num(r["psnr"], 2), _num(r["ssim"], 4), _num(r.get("mottle"), 2),
+                          _num(r["seconds_per_mp"], 2), r["status"])
         tables.append(table)
     return [*tables, method_table(result)]
 

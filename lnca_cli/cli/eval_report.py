@@ -15,7 +15,7 @@ def format_table(report: EvalReport) -> Table:
     views = views_averaged(report.ensemble)
     table = Table(title=f"{report.model} on {report.degradation}, {report.steps} steps{views}, {report.backend}")
     table.add_column("image")
-    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "seconds"):
+    for header in ("input PSNR", "input SSIM", "PSNR", "SSIM", "bias R/G/B", "mottle", "seconds"):
         table.add_column(header, justify="right")
     for score in report.images:
         table.add_row(score.name, *_cells(dataclasses.asdict(score)))
@@ -27,7 +27,8 @@ def format_table(report: EvalReport) -> Table:
 
 
 def _cells(scores: dict) -> list[str]:
-    """Table cells for `scores`: dB to 2 places, SSIM to 4, the bias in levels to 1, seconds to 2."""
+    """Table cells for `scores`: dB to 2 places, SSIM to 4, the bias and the mottle in levels to 1 and 2,
+    seconds to 2."""
     bias = "/".join(f"{scores[key]:+.1f}" for key in ("bias_r", "bias_g", "bias_b"))
     return [f"{scores['psnr_input']:.2f}", f"{scores['ssim_input']:.4f}", f"{scores['psnr']:.2f}",
-            f"{scores['ssim']:.4f}", bias, f"{scores['seconds']:.2f}"]
+            f"{scores['ssim']:.4f}", bias, f"{scores['mottle']:.2f}", f"{scores['seconds']:.2f}"]
