@@ -47,11 +47,16 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def _gaussian_window(size: int, like: torch.Tensor) -> torch.Tensor:
-    """A normalised (size, size) Gaussian window of std SSIM_SIGMA, in the dtype and on the device of ``like``."""
+def _gaussian_taps(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """A normalised 1-D Gaussian of `size` taps and std `sigma`, in the dtype and on the device of ``like``."""
     coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    taps = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
-    taps = taps / taps.sum()
+    taps = torch.exp(-(coords**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def _gaussian_window(size: int, like: torch.Tensor) -> torch.Tensor:
+    """SSIM's normalised (size, size) Gaussian window of std SSIM_SIGMA."""
+    taps = _gaussian_taps(size, SSIM_SIGMA, like)
     return taps[:, None] * taps[None, :]
 
 
@@ -84,10 +89,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """A separable Gaussian low-pass of std `sigma` px, borders by reflection (N, C, H, W)."""
-    radius = min(int(3 * sigma), x.shape[-2] - 1, x.shape[-1] - 1)
-    coords = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    taps = torch.exp(-(coords**2) / (2 * sigma**2))
-    taps = (taps / taps.sum()).repeat(x.shape[1], 1, 1, 1)
+    radius = min(int(3 * sigma), x.shape[-2] - 1, x.shape[-1] - 1)  # reflection needs less than the side
+    taps = _gaussian_taps(2 * radius + 1, sigma, x).repeat(x.shape[1], 1, 1, 1)
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), taps, groups=x.shape[1])
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), taps.transpose(-1, -2), groups=x.shape[1])
 
