@@ -6,7 +6,9 @@ A linear motion blur of length L multiplies the photo's spectrum by a sinc whose
 distance L from the origin, in the blur's direction (Cannon, 1976). This takes the deepest dip of the
 grayscale photo's cepstrum between 2.5 and 26 pixels and reports its distance, for every photo of a
 folder blurred as `lnca eval` blurs it (motion:L, a random angle per photo, seed = the photo's index)
-plus a little Gaussian noise (sigma 1 level; training draws it in [0, 2]).
+plus a little Gaussian noise (sigma 1 level; training draws it in [0, 2]). The dip's depth (in
+median absolute deviations of the cepstrum around it) is a confidence: it is also reported for the
+photos sharp and defocused, where there is no length to find.
 
     python training/blur_length.py /work/data/arms/validation [--lengths 3,5,7,11,15,21]
 """
@@ -24,8 +26,9 @@ SEARCH_RADIUS = 26  # pixels: past the training's longest blur (21)
 INNER_RADIUS = 2.5  # pixels: the cepstrum's peak at the origin hides anything closer
 
 
-def estimate_length(image: torch.Tensor) -> float:
-    """The distance of the deepest dip of the cepstrum of a (C, H, W) image: its motion blur's length."""
+def estimate_length(image: torch.Tensor) -> tuple[float, float]:
+    """(length, depth) of the deepest dip of the cepstrum of a (C, H, W) image: its motion blur's
+    length, and how far the dip falls below the cepstrum around it, in median absolute deviations."""
     gray = image.mean(dim=0).double()
     height, width = gray.shape
     window = torch.outer(torch.hann_window(height, dtype=torch.float64), torch.hann_window(width, dtype=torch.float64))
@@ -35,8 +38,11 @@ def estimate_length(image: torch.Tensor) -> float:
     around = cepstrum[height // 2 - r: height // 2 + r + 1, width // 2 - r: width // 2 + r + 1]
     offsets = torch.arange(-r, r + 1, dtype=torch.float64)
     distance = (offsets[:, None] ** 2 + offsets[None, :] ** 2).sqrt()
-    around = around.masked_fill((distance < INNER_RADIUS) | (distance > r), float("inf"))
-    return float(distance.flatten()[around.argmin()])
+    ring = (distance >= INNER_RADIUS) & (distance <= r)
+    values = around[ring]
+    middle = values.median()
+    spread = (values - middle).abs().median()
+    return float(distance[ring][values.argmin()]), float((middle - values.min()) / spread)
 
 
 def main() -> None:
@@ -45,17 +51,22 @@ def main() -> None:
     parser.add_argument("--lengths", default="3,5,7,11,15,21")
     args = parser.parse_args()
     photos = [read_image(path)[0] for path in image_files(args.folder)]
-    print(f"{len(photos)} photos; estimated length per true length (within 1.5 px: the share of photos)")
-    for length in (int(n) for n in args.lengths.split(",")):
+    print(f"{len(photos)} photos; estimated length per true length (within 1.5 px: the share of photos), "
+          "and the dip's depth")
+    for spec in [f"motion:{n}" for n in args.lengths.split(",")] + ["none", "defocus:1", "defocus:2"]:
         estimates = []
         for index, clean in enumerate(photos):
             generator = torch.Generator().manual_seed(index)
-            blurred = parse_degradation(f"motion:{length}")(clean[None], generator)
+            blurred = clean[None] if spec == "none" else parse_degradation(spec)(clean[None], generator)
             estimates.append(estimate_length(gaussian_noise(blurred, 1.0, generator, clip=True)[0]))
-        errors = torch.tensor(estimates) - length
-        print(f"length {length:2d}: median error {errors.median().item():+.2f} px, within 1.5 px "
-              f"{(errors.abs() <= 1.5).float().mean().item():.0%}, worst {errors.abs().max().item():.1f} px")
-
+        lengths, depths = torch.tensor(estimates).T
+        line = f"{spec:10s} depth median {depths.median().item():5.1f}, min {depths.min().item():4.1f}, " \
+               f"max {depths.max().item():5.1f}"
+        if spec.startswith("motion:"):
+            errors = lengths - float(spec.split(":")[1])
+            line += (f"; length error median {errors.median().item():+.2f} px, within 1.5 px "
+                     f"{(errors.abs() <= 1.5).float().mean().item():.0%}, worst {errors.abs().max().item():.1f} px")
+        print(line)
 
 if __name__ == "__main__":
     main()
