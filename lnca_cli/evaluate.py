@@ -36,8 +36,8 @@ from lnca_cli.engine import oracle_tensor, restore_tensor
 from lnca_cli.ensemble import check_ensemble
 from lnca_cli.errors import SettingsError
 from lnca_cli.images import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
-from lnca_cli.metrics import (SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, colour_mottle, psnr, quantize8,
-                              ssim)
+from lnca_cli.metrics import (MOTTLE_PROTOCOL, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, channel_bias, colour_mottle,
+                              psnr, quantize8, ssim)
 from lnca_cli.model import LNCA
 from lnca_cli.targets import Target, targets_for
 
@@ -100,6 +100,7 @@ class EvalReport:
                     "k2": SSIM_K2,
                     "channels": "each separately, averaged",
                 },
+                "mottle": MOTTLE_PROTOCOL,
             },
             "mean": self.mean(),
             "targets": [target.to_dict() for target in self.targets],

@@ -16,6 +16,9 @@ SSIM_K2 = 0.03
 MOTTLE_SCALE = 4.0  # px: the std of the low-pass that keeps blotches and drops pixel-level noise
 MOTTLE_WINDOW = 15  # px: the side of the window whose luminance std says how flat a place is
 MOTTLE_FLAT_FRACTION = 0.2  # the flattest fifth of the clean image is where mottle is scored
+MOTTLE_PROTOCOL = (f"the RMS colour error after a Gaussian low-pass of std {MOTTLE_SCALE:g} px, over the "
+                   f"{MOTTLE_FLAT_FRACTION:.0%} of the clean image flattest in luminance over {MOTTLE_WINDOW} px, "
+                   "in 8-bit levels (metrics.colour_mottle)")
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -116,6 +116,7 @@ def test_to_dict_is_json_with_the_protocol(photos, tiny_weights):
     assert data["protocol"]["seed"] == 1
     assert data["protocol"]["ssim"] == {"window": "gaussian", "window_size": 11, "sigma": 1.5, "k1": 0.01,
                                         "k2": 0.03, "channels": "each separately, averaged"}
+    assert "flattest" in data["protocol"]["mottle"]
     assert data["mean"] == pytest.approx(report.mean())
     assert data["images"][0] == pytest.approx(dataclasses.asdict(report.images[0]))
 

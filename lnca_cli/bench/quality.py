@@ -1,5 +1,5 @@
-"""Quality against peers: PSNR, SSIM, colour mottle and seconds per megapixel of lnca and of the tools users pick
-instead (peers.py), on the same degraded images, under `lnca eval`'s protocol."""
+"""Quality against peers: PSNR, SSIM, colour mottle and seconds per megapixel of lnca and of the tools
+users pick instead (peers.py), on the same degraded images, under `lnca eval`'s protocol."""
 from __future__ import annotations
 
 import math
@@ -20,7 +20,7 @@ from lnca_cli.errors import SettingsError
 from lnca_cli.evaluate import image_files, score_image
 from lnca_cli.hub import WeightsError, load_model, registry_name
 from lnca_cli.images import read_image
-from lnca_cli.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from lnca_cli.metrics import MOTTLE_PROTOCOL, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from lnca_cli.model import LNCA
 from lnca_cli.tasks import task_for_degradation
 
@@ -179,9 +179,8 @@ def _protocol() -> dict:
         "same_inputs": "every method restores the same degraded float image",
         "peers_given": "noise peers get the true sigma (masked noise: sqrt(p) x 0.2, the corruption's std); "
                        "blur peers get the true kernel; lnca gets neither (blind)",
-        "scores": "PSNR and SSIM on 8-bit images (clipped and rounded), data range 1, RGB; mottle: the RMS colour "
-                  "error after a Gaussian low-pass of std 4 px over the flattest fifth of the clean image, in 8-bit "
-                  "levels (metrics.colour_mottle)",
+        "scores": "PSNR and SSIM on 8-bit images (clipped and rounded), data range 1, RGB",
+        "mottle": MOTTLE_PROTOCOL,
         "ssim": {"window": "gaussian", "window_size": SSIM_WINDOW, "sigma": SSIM_SIGMA, "k1": SSIM_K1,
                  "k2": SSIM_K2, "channels": "each separately, averaged", "covariance": "population"},
         "seconds_per_mp": "wall time of the restore alone (not reading or scoring) over the images' megapixels, "
