@@ -128,7 +128,7 @@ def colour_mottle(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check_pair(x, y)
     if x.shape[1] == 1:
         return x.new_zeros(x.shape[0])
-    error = _blur(_opponent_chroma(x) - _opponent_chroma(y), MOTTLE_SCALE)
+    error = _blur(_opponent_chroma(x - y), MOTTLE_SCALE)  # the planes are linear: the colour of the difference
     flat = _flattest(y)
     squares = (error**2 * flat).flatten(1).sum(dim=1) / (2 * flat.flatten(1).sum(dim=1))
     return 255.0 * squares.sqrt()
